@@ -1,0 +1,26 @@
+"""fabricnms: fabric defect detection with a differentiable, Sinkhorn-matching NMS.
+
+The heavy names (``sinkhorn``, ``DifferentiableNMS``, ``Detector``) are resolved lazily so that
+``import fabricnms`` and ``fabricnms --version`` do not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "sinkhorn": "fabricnms.model.sinkhorn",
+    "DifferentiableNMS": "fabricnms.model.dnms",
+    "Detector": "fabricnms.model.detector",
+}
+
+__all__ = ["Detector", "DifferentiableNMS", "__version__", "sinkhorn"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fabricnms' has no attribute {name!r}")

@@ -1,0 +1,53 @@
+"""The ``fabricnms`` command line: thin Typer commands that parse, call the core and render.
+
+Exit codes: 0 success, 1 runtime error (bad input, missing file), 2 usage error, 3 inspection
+FAIL where a command offers ``--fail-exit-code``. Heavy libraries (torch, cv2) are imported
+inside command bodies so ``--help`` and ``--version`` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fabricnms import __version__
+from fabricnms.cli.app import STATE, FabricGroup
+
+app = typer.Typer(
+    name="fabricnms",
+    cls=FabricGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Find defects in woven fabric: synthesize, convert, train, evaluate, predict, report.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fabricnms {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,
+) -> None:
+    """Find defects in woven fabric: synthesize, convert, train, evaluate, predict, report."""
+    from fabricnms.log import setup_logging
+
+    STATE.debug = debug
+    setup_logging(verbose=verbose, quiet=quiet)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""Model: boxes, Sinkhorn, the detector, the differentiable NMS and the mask refinement."""

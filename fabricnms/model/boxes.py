@@ -1,0 +1,86 @@
+"""Box utilities. All boxes are ``xyxy`` in absolute pixels, ``x2 > x1``, ``y2 > y1``.
+
+Pairwise functions take ``a [..., N, 4]`` and ``b [..., M, 4]`` and return ``[..., N, M]``;
+elementwise functions take two ``[..., 4]`` tensors and return ``[...]``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+_EPS = 1e-7
+
+
+def xyxy_to_xywh(boxes: Tensor) -> Tensor:
+    """``[..., 4]`` xyxy -> ``[..., 4]`` xywh (top-left corner, width, height)."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([x1, y1, x2 - x1, y2 - y1], dim=-1)
+
+
+def xywh_to_xyxy(boxes: Tensor) -> Tensor:
+    """``[..., 4]`` xywh -> ``[..., 4]`` xyxy."""
+    x, y, w, h = boxes.unbind(-1)
+    return torch.stack([x, y, x + w, y + h], dim=-1)
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """``[..., 4]`` -> ``[...]`` area (zero for degenerate boxes)."""
+    return (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(
+        min=0
+    )
+
+
+def _pairwise_inter(a: Tensor, b: Tensor) -> Tensor:
+    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
+    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    return wh[..., 0] * wh[..., 1]
+
+
+def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Intersection over union, ``[..., N, 4] x [..., M, 4] -> [..., N, M]``."""
+    inter = _pairwise_inter(a, b)
+    union = box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter
+    return inter / union.clamp(min=_EPS)
+
+
+def pairwise_iomin(a: Tensor, b: Tensor) -> Tensor:
+    """Intersection over the smaller box's area, ``[..., N, M]``.
+
+    Two fragments of one long thin defect have a small IoU but an IoMin near 1, which is why
+    the DNMS spatial term and tile merging use it.
+    """
+    inter = _pairwise_inter(a, b)
+    smaller = torch.minimum(box_area(a)[..., :, None], box_area(b)[..., None, :])
+    return inter / smaller.clamp(min=_EPS)
+
+
+def pairwise_giou(a: Tensor, b: Tensor) -> Tensor:
+    """Generalised IoU in ``[-1, 1]``, ``[..., N, M]``."""
+    inter = _pairwise_inter(a, b)
+    union = box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter
+    iou = inter / union.clamp(min=_EPS)
+    lt = torch.minimum(a[..., :, None, :2], b[..., None, :, :2])
+    rb = torch.maximum(a[..., :, None, 2:], b[..., None, :, 2:])
+    hull = (rb - lt).clamp(min=0).prod(-1)
+    return iou - (hull - union) / hull.clamp(min=_EPS)
+
+
+def elementwise_giou(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """IoU and GIoU of matching boxes, ``[..., 4] x [..., 4] -> ([...], [...])``."""
+    lt = torch.maximum(a[..., :2], b[..., :2])
+    rb = torch.minimum(a[..., 2:], b[..., 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    union = box_area(a) + box_area(b) - inter
+    iou = inter / union.clamp(min=_EPS)
+    hull = (torch.maximum(a[..., 2:], b[..., 2:]) - torch.minimum(a[..., :2], b[..., :2])).prod(-1)
+    return iou, iou - (hull - union) / hull.clamp(min=_EPS)
+
+
+def clip_boxes(boxes: Tensor, width: float, height: float) -> Tensor:
+    """Clip ``[..., 4]`` xyxy boxes to the image ``[0, width] x [0, height]``."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack(
+        [x1.clamp(0, width), y1.clamp(0, height), x2.clamp(0, width), y2.clamp(0, height)], dim=-1
+    )

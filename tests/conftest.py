@@ -1,0 +1,18 @@
+"""Shared pytest configuration: ``--runslow`` enables tests marked ``slow``."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow; a fast test covers the same path (use --runslow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
