@@ -51,3 +51,11 @@ def _root(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+from fabricnms.cli import convert as convert_cmd  # noqa: E402
+
+app.command(
+    "convert",
+    help="Convert Tianchi release folders (anno_train.json) to COCO train/val + dataset.yaml.",
+    epilog="Example: fabricnms convert data/train1 data/train2 data/coco --classes 20",
+)(convert_cmd.convert)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import click
+import typer
 from typer.core import TyperGroup
 
 from fabricnms.errors import FabricError
@@ -27,17 +27,17 @@ class FabricGroup(TyperGroup):
     With ``--debug`` the exception propagates with its traceback instead.
     """
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(self.commands)  # keep registration order in --help
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except FabricError as exc:
             if STATE.debug:
                 raise
-            click.echo(f"error: {exc}", err=True)
-            raise click.exceptions.Exit(1) from None
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            raise click.exceptions.Exit(130) from None
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None

@@ -1,0 +1,431 @@
+"""COCO detection JSON: build, write atomically, load with validation, evaluate.
+
+Conventions (the rules of ``ux_conventions.md`` section 9):
+
+- ``bbox`` is ``[x, y, w, h]`` in absolute pixels from the top-left corner (xywh), full float
+  precision, never rounded on export.
+- every id (image, annotation, category) is a plain ``int``; annotation ids start at 1
+  (COCOeval reads id 0 as "unmatched"); category ids are 1-based, there is no background class.
+- every annotation has ``area = w * h``, ``iscrowd`` (0) and ``segmentation`` (``[]`` for
+  box-only data); ``info`` and ``licenses`` are always present (some ``loadRes`` need them).
+- images without annotations (normal frames) are kept.
+
+Results (predictions) are a list of ``{image_id, category_id, bbox (xywh), score}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fabricnms import __version__
+from fabricnms.errors import FabricError
+from fabricnms.io import atomic_write_text
+
+#: Names of ``COCOeval.stats[0..11]`` (faster-coco-eval's keys).
+STAT_KEYS: tuple[str, ...] = (
+    "AP_all",
+    "AP_50",
+    "AP_75",
+    "AP_small",
+    "AP_medium",
+    "AP_large",
+    "AR_all",
+    "AR_second",
+    "AR_third",
+    "AR_small",
+    "AR_medium",
+    "AR_large",
+)
+
+# ---------------------------------------------------------------------------------------------
+# building and writing
+
+
+def coco_image(image_id: int, file_name: str, width: int, height: int, **extra: Any) -> dict:
+    """One ``images[]`` entry; ``extra`` fields (plain JSON values) are appended."""
+    return {
+        "id": int(image_id),
+        "file_name": str(file_name),
+        "width": int(width),
+        "height": int(height),
+        **extra,
+    }
+
+
+def coco_annotation(
+    ann_id: int,
+    image_id: int,
+    category_id: int,
+    bbox_xywh: Sequence[float],
+    **extra: Any,
+) -> dict:
+    """One ``annotations[]`` entry from an xywh pixel box; ``area = w * h``, ``iscrowd = 0``."""
+    x, y, w, h = (float(v) for v in bbox_xywh)
+    return {
+        "id": int(ann_id),
+        "image_id": int(image_id),
+        "category_id": int(category_id),
+        "bbox": [x, y, w, h],
+        "area": w * h,
+        "iscrowd": 0,
+        "segmentation": [],
+        **extra,
+    }
+
+
+def coco_dataset(
+    images: list[dict], annotations: list[dict], categories: list[dict], description: str = ""
+) -> dict:
+    """A complete COCO document with ``info`` and ``licenses`` (deterministic: no timestamp)."""
+    return {
+        "info": {"description": description, "version": __version__, "contributor": "fabricnms"},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
+
+
+def coco_to_json(coco: dict, where: str = "<coco>") -> str:
+    """Serialise a COCO document: compact UTF-8 JSON, full float precision, no NaN/inf.
+
+    Raises :class:`FabricError` (naming ``where``) for values JSON cannot hold exactly, such
+    as NumPy scalars or NaN; builders cast to plain ``int`` / ``float`` so this never happens
+    for documents made with :func:`coco_image` / :func:`coco_annotation`.
+    """
+    try:
+        return json.dumps(coco, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise FabricError(f"{where}: cannot serialise COCO document ({exc})") from None
+
+
+def write_coco(path: str | Path, coco: dict) -> None:
+    """Write a COCO document atomically (see :func:`coco_to_json`)."""
+    atomic_write_text(path, coco_to_json(coco, str(path)))
+
+
+# ---------------------------------------------------------------------------------------------
+# loading and validation
+
+
+def load_coco(path: str | Path) -> dict:
+    """Read and validate a COCO detection file; see :func:`validate_coco`.
+
+    Raises :class:`FabricError` naming the file (and the offending entry) on any problem.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise FabricError(f"{path}: no such COCO file") from None
+    except OSError as exc:
+        raise FabricError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise FabricError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FabricError(
+            f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    return validate_coco(data, str(path))
+
+
+def validate_coco(coco: object, source: str = "<coco>") -> dict:
+    """Check a COCO detection document and return a normalised copy.
+
+    Errors (:class:`FabricError`, ``<source>: <section>[i] ...: problem``): not an object;
+    ``images`` / ``annotations`` / ``categories`` missing or not lists; non-integer or
+    duplicate ids; annotation id < 1; an annotation whose ``image_id`` or ``category_id`` is
+    not listed; a ``bbox`` that is not 4 finite numbers with ``w, h >= 0``; an image without
+    a positive ``width`` / ``height``. Filled in when missing: ``area = w * h``,
+    ``iscrowd = 0``, ``segmentation = []``, empty ``info`` and ``licenses``. The input is not
+    modified.
+    """
+    if not isinstance(coco, dict):
+        raise FabricError(f"{source}: top level must be a JSON object with images/annotations")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(coco.get(key), list):
+            raise FabricError(f"{source}: '{key}' is missing or not a list")
+
+    image_ids: set[int] = set()
+    for i, img in enumerate(coco["images"]):
+        where = f"{source}: images[{i}]"
+        _require_dict(img, where)
+        image_id = _require_id(img, "id", where, image_ids)
+        if not isinstance(img.get("file_name"), str):
+            raise FabricError(f"{where} (id {image_id}): 'file_name' missing or not a string")
+        for key in ("width", "height"):
+            value = img.get(key)
+            if not (_is_number(value) and value > 0):
+                raise FabricError(f"{where} (id {image_id}): '{key}' must be > 0, got {value!r}")
+
+    category_ids: set[int] = set()
+    for i, cat in enumerate(coco["categories"]):
+        where = f"{source}: categories[{i}]"
+        _require_dict(cat, where)
+        cat_id = _require_id(cat, "id", where, category_ids)
+        if not isinstance(cat.get("name"), str):
+            raise FabricError(f"{where} (id {cat_id}): 'name' missing or not a string")
+
+    ann_ids: set[int] = set()
+    annotations = []
+    for i, ann in enumerate(coco["annotations"]):
+        where = f"{source}: annotations[{i}]"
+        _require_dict(ann, where)
+        ann_id = _require_id(ann, "id", where, ann_ids)
+        where = f"{where} (id {ann_id})"
+        if ann_id < 1:
+            raise FabricError(f"{where}: annotation ids must start at 1 (COCOeval ignores id 0)")
+        if ann.get("image_id") not in image_ids:
+            raise FabricError(f"{where}: image_id {ann.get('image_id')!r} is not in images")
+        if ann.get("category_id") not in category_ids:
+            raise FabricError(
+                f"{where}: category_id {ann.get('category_id')!r} is not in categories"
+            )
+        bbox = ann.get("bbox")
+        if not _is_xywh(bbox):
+            raise FabricError(f"{where}: 'bbox' must be [x, y, w, h] with w, h >= 0, got {bbox!r}")
+        fixed = dict(ann)
+        if not _is_number(fixed.get("area")):
+            fixed["area"] = float(bbox[2]) * float(bbox[3])
+        fixed.setdefault("iscrowd", 0)
+        if fixed["iscrowd"] not in (0, 1):
+            raise FabricError(f"{where}: 'iscrowd' must be 0 or 1, got {fixed['iscrowd']!r}")
+        fixed.setdefault("segmentation", [])
+        annotations.append(fixed)
+
+    out = dict(coco)
+    out.setdefault("info", {})
+    out.setdefault("licenses", [])
+    out["annotations"] = annotations
+    return out
+
+
+def _require_dict(entry: object, where: str) -> None:
+    if not isinstance(entry, dict):
+        raise FabricError(f"{where}: must be an object, got {type(entry).__name__}")
+
+
+def _require_id(entry: dict, key: str, where: str, seen: set[int]) -> int:
+    value = entry.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise FabricError(f"{where}: '{key}' must be an integer, got {value!r}")
+    if value in seen:
+        raise FabricError(f"{where}: duplicate id {value}")
+    seen.add(value)
+    return value
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_xywh(bbox: object) -> bool:
+    return (
+        isinstance(bbox, list)
+        and len(bbox) == 4
+        and all(_is_number(v) for v in bbox)
+        and bbox[2] >= 0
+        and bbox[3] >= 0
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# dataset checks
+
+
+@dataclass
+class CocoCheck:
+    """Counts a user should see before training on a COCO file.
+
+    ``tiny_boxes``: w <= 1 px or h <= 1 px (other tools drop them); ``out_of_bounds``: boxes
+    reaching outside ``[0, width] x [0, height]``; ``duplicate_ids``: repeated image,
+    annotation or category ids; ``boxes_per_category`` is keyed by category name.
+    """
+
+    images: int
+    images_without_annotations: int
+    annotations: int
+    boxes_per_category: dict[str, int]
+    tiny_boxes: int
+    out_of_bounds: int
+    duplicate_ids: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+def check_coco(coco: dict, tolerance: float = 1e-6) -> CocoCheck:
+    """Count tiny, out-of-bounds and duplicate-id entries of a structurally valid document."""
+    sizes = {img["id"]: (img["width"], img["height"]) for img in coco["images"]}
+    names = {cat["id"]: cat["name"] for cat in coco["categories"]}
+    per_cat: Counter[str] = Counter()
+    annotated: set[int] = set()
+    tiny = out = 0
+    for ann in coco["annotations"]:
+        x, y, w, h = ann["bbox"]
+        per_cat[names.get(ann["category_id"], str(ann["category_id"]))] += 1
+        annotated.add(ann["image_id"])
+        tiny += int(w <= 1 or h <= 1)
+        width, height = sizes.get(ann["image_id"], (math.inf, math.inf))
+        out += int(
+            x < -tolerance
+            or y < -tolerance
+            or x + w > width + tolerance
+            or y + h > height + tolerance
+        )
+    duplicates = sum(
+        len(ids) - len(set(ids))
+        for ids in (
+            [e["id"] for e in coco["images"]],
+            [e["id"] for e in coco["annotations"]],
+            [e["id"] for e in coco["categories"]],
+        )
+    )
+    ordered = {names[c]: per_cat[names[c]] for c in sorted(names) if per_cat[names[c]]}
+    return CocoCheck(
+        images=len(coco["images"]),
+        images_without_annotations=len(sizes.keys() - annotated),
+        annotations=len(coco["annotations"]),
+        boxes_per_category=ordered,
+        tiny_boxes=tiny,
+        out_of_bounds=out,
+        duplicate_ids=duplicates,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation
+
+
+@dataclass
+class CocoEvalResult:
+    """pycocotools evaluation of a results list against a ground truth.
+
+    ``stats`` are the 12 ``COCOeval.stats`` numbers in pycocotools order (-1: no ground truth
+    in that bucket); ``per_category`` maps category id -> ``{"AP", "AP50", "AP75"}`` (area
+    "all", 100 detections; -1 when the category has no ground truth); ``summary`` is the
+    12-line text pycocotools prints.
+    """
+
+    stats: list[float]
+    per_category: dict[int, dict[str, float]]
+    summary: str
+    num_results: int
+
+    def as_dict(self) -> dict[str, float]:
+        """``stats`` keyed by :data:`STAT_KEYS`."""
+        return dict(zip(STAT_KEYS, self.stats, strict=True))
+
+
+def coco_eval(
+    gt: str | Path | dict, results: Sequence[dict], iou_type: str = "bbox"
+) -> CocoEvalResult:
+    """Evaluate ``results`` against ``gt`` (a COCO file path or document) with pycocotools.
+
+    ``results``: ``{image_id, category_id, bbox [x, y, w, h] px, score}`` (plus
+    ``segmentation`` as RLE for ``iou_type="segm"``). Every image of ``gt`` takes part, so
+    detections on normal frames count as false positives. An empty ``results`` list gives
+    AP/AR 0 wherever ground truth exists (``loadRes`` is never called, so it cannot crash).
+    Nothing is printed: pycocotools' output is captured into ``summary``.
+    """
+    import numpy as np
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if iou_type not in ("bbox", "segm"):
+        raise FabricError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+    gt_doc = load_coco(gt) if isinstance(gt, (str, Path)) else validate_coco(gt, "<ground truth>")
+    gt_name = str(gt) if isinstance(gt, (str, Path)) else "the ground truth"
+    if iou_type == "segm" and any(not a["segmentation"] for a in gt_doc["annotations"]):
+        raise FabricError(f"{gt_name}: annotations without segmentation; use iou_type='bbox'")
+    detections = _result_annotations(gt_doc, results, gt_name, iou_type)
+
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        gt_api, dt_api = COCO(), COCO()
+        gt_api.dataset = gt_doc
+        gt_api.createIndex()
+        dt_api.dataset = {
+            "info": gt_doc["info"],
+            "licenses": [],
+            "images": gt_doc["images"],
+            "categories": gt_doc["categories"],
+            "annotations": detections,
+        }
+        dt_api.createIndex()
+        evaluator = COCOeval(gt_api, dt_api, iou_type)
+        evaluator.evaluate()
+        evaluator.accumulate()
+    with contextlib.redirect_stdout(summary := io.StringIO()):
+        evaluator.summarize()
+
+    precision = evaluator.eval["precision"]  # [T=10 IoUs, R=101 recalls, K, A=4 areas, M=3]
+    per_category: dict[int, dict[str, float]] = {}
+    for k, cat_id in enumerate(evaluator.params.catIds):
+        values = {}
+        for key, iou_index in (("AP", slice(None)), ("AP50", 0), ("AP75", 5)):
+            p = np.asarray(precision[iou_index, :, k, 0, -1])
+            valid = p[p > -1]
+            values[key] = float(valid.mean()) if valid.size else -1.0
+        per_category[int(cat_id)] = values
+    return CocoEvalResult(
+        stats=[float(s) for s in evaluator.stats],
+        per_category=per_category,
+        summary=summary.getvalue(),
+        num_results=len(detections),
+    )
+
+
+def _result_annotations(
+    gt_doc: dict, results: Sequence[dict], gt_name: str, iou_type: str
+) -> list[dict]:
+    """Validate results and turn them into detection annotations (ids from 1, area, iscrowd)."""
+    image_ids = {img["id"] for img in gt_doc["images"]}
+    category_ids = {cat["id"] for cat in gt_doc["categories"]}
+    out = []
+    for i, res in enumerate(results):
+        where = f"results[{i}]"
+        if not isinstance(res, dict):
+            raise FabricError(f"{where}: must be an object, got {type(res).__name__}")
+        if res.get("image_id") not in image_ids:
+            raise FabricError(f"{where}: image_id {res.get('image_id')!r} is not in {gt_name}")
+        if res.get("category_id") not in category_ids:
+            raise FabricError(
+                f"{where}: category_id {res.get('category_id')!r} is not in {gt_name}"
+            )
+        if not _is_number(res.get("score")):
+            raise FabricError(f"{where}: 'score' must be a finite number, got {res.get('score')!r}")
+        det = dict(res)
+        if iou_type == "segm":
+            det.update(_segm_fields(res, where))
+        elif not _is_xywh(res.get("bbox")):
+            raise FabricError(f"{where}: 'bbox' must be [x, y, w, h] with w, h >= 0")
+        else:
+            det["area"] = float(res["bbox"][2]) * float(res["bbox"][3])
+        det["id"] = i + 1
+        det["iscrowd"] = 0
+        out.append(det)
+    return out
+
+
+def _segm_fields(res: dict, where: str) -> dict:
+    from pycocotools import mask as mask_utils
+
+    rle = res.get("segmentation")
+    if not (isinstance(rle, dict) and "counts" in rle and "size" in rle):
+        raise FabricError(f"{where}: 'segmentation' must be an RLE {{size, counts}} object")
+    return {
+        "area": float(mask_utils.area(rle)),
+        "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+    }
