@@ -59,3 +59,11 @@ app.command(
     help="Convert Tianchi release folders (anno_train.json) to COCO train/val + dataset.yaml.",
     epilog="Example: fabricnms convert data/train1 data/train2 data/coco --classes 20",
 )(convert_cmd.convert)
+
+from fabricnms.cli import visualize as visualize_cmd  # noqa: E402
+
+app.command(
+    "visualize",
+    help="Draw ground truth and/or predictions on frames; writes runs/visualize/NAME/.",
+    epilog="Example: fabricnms visualize frames/ --annotations anno_train.json --grid 16",
+)(visualize_cmd.visualize)

@@ -1,0 +1,1 @@
+"""Engine: training, evaluation, tiled inference, checkpoints, output writers."""
