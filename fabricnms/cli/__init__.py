@@ -67,3 +67,11 @@ app.command(
     help="Draw ground truth and/or predictions on frames; writes runs/visualize/NAME/.",
     epilog="Example: fabricnms visualize frames/ --annotations anno_train.json --grid 16",
 )(visualize_cmd.visualize)
+
+from fabricnms.cli import synth as synth_cmd  # noqa: E402
+
+app.command(
+    "synth",
+    help="Generate a procedural Tianchi round-1 release: fabric frames, defects, anno_train.json.",
+    epilog="Example: fabricnms synth data/synth --images 1000 --workers 2 --seed 0",
+)(synth_cmd.synth)
