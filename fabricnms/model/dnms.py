@@ -1,0 +1,479 @@
+"""Differentiable NMS: duplicate removal as an entropic optimal-transport matching.
+
+Per image, the one-to-one (o2o) scores pick the object *hypotheses* (columns); the dense
+one-to-many (o2m) candidates are the *rows*. A log-domain Sinkhorn pass with a dustbin column
+assigns every row's mass to a hypothesis or to background; the rows assigned to a hypothesis
+are fused into its output box and score; hypotheses that describe the same defect as a stronger
+one are merged into it (their plan columns are added, so their rows still count). Every step is
+a tensor operation on a padded batch; the only Python loop over images is the final unpadding.
+
+Conventions: boxes are ``xyxy`` absolute pixels; class indices are 0-based; scores are
+probabilities in [0, 1]; embeddings need not be normalised (cosine similarity is used).
+
+The transport problem of one image (N rows, K hypotheses)::
+
+    rows     mass m_i = sqrt(max_c s_i(c) * q_i)      o2m class probability x IoU-quality
+    columns  capacity b_j = sum_i m_i * r_ij, then a dustbin of mass sum_i m_i - sum_j b_j
+    r_ij   = h_j A_ij / (1 + sum_k h_k A_ik)           prior responsibility, A_ij = overlap * agree
+
+    C_ij     = alpha * -log(m_i)                       quality: row i is foreground
+             + beta  * (1 - cos(f_i, f_hyp_j)) / 2     embedding dissimilarity
+             + gamma * (1 - overlap(b_i, b_hyp_j))     overlap = (1-mu) IoU + mu IoMin
+             + delta * (1 - agree_ij)                  agree = s_i(c_j) / max_c s_i(c)
+    C_i,bin  = alpha * -log(1 - m_i) + match_cost      background
+    C_ij     = +inf where the boxes do not overlap     (a row only supports what it touches)
+
+``h_j`` is the hypothesis's o2o probability and ``c_j`` its class. The quality term does not
+cancel (it differs between real columns and the dustbin, and the masses depend on the scores),
+so the plan and every fused box depend on the scores. Capacities never exceed the supply, so
+the masses balance without a dustbin row, and duplicate hypotheses split the rows they share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fabricnms.model.boxes import pairwise_iomin, pairwise_iou
+from fabricnms.model.sinkhorn import sinkhorn_solve
+from fabricnms.model.types import Detections
+
+_P_EPS = 1e-4  # clamp for probabilities inside logs
+_TINY = 1e-12
+
+
+@dataclass
+class Matching:
+    """The transport problem and plan of one batch (``K`` = hypotheses after padding).
+
+    plan: ``[B, N, K + 1]`` in mass units; the last column is the dustbin.
+    cost: ``[B, N, K + 1]`` cost the plan was solved for.
+    hyp_index: ``[B, K]`` row index of each hypothesis. hyp_valid: ``[B, K]`` bool.
+    hyp_score: ``[B, K]`` o2o probability of each hypothesis's class. hyp_label: ``[B, K]``.
+    row_mass: ``[B, N]``; capacity: ``[B, K]`` column masses.
+    iterations / marginal_error: Sinkhorn facts (error ``[B]``, relative to the total mass).
+    """
+
+    plan: Tensor
+    cost: Tensor
+    hyp_index: Tensor
+    hyp_valid: Tensor
+    hyp_score: Tensor
+    hyp_label: Tensor
+    row_mass: Tensor
+    capacity: Tensor
+    iterations: int
+    marginal_error: Tensor
+
+
+class DifferentiableNMS(nn.Module):
+    """Sinkhorn-matching NMS over dense candidates; differentiable in scores, boxes, embeddings.
+
+    Args:
+        alpha: weight of the quality term (foreground vs background cost of a row).
+        beta: weight of the embedding cosine dissimilarity (unused without embeddings).
+        gamma: weight of the spatial term ``1 - overlap``.
+        delta: weight of the class-agreement term.
+        iomin_weight: ``mu`` in ``overlap = (1 - mu) * IoU + mu * IoMin``; IoMin lets fragments
+            of a long thin defect join the hypothesis that contains them.
+        match_cost: extra background cost of a row: roughly the pairwise cost (embedding +
+            spatial + class) up to which a confident row prefers a hypothesis to background.
+        eps: Sinkhorn entropic regulariser (costs are O(1); 0.1 gives a fairly sharp plan).
+        iters: maximum Sinkhorn iterations. tol: early stop once the row marginals are met to
+            this fraction of the total mass (``None``: always ``iters``, a fixed graph).
+        hyp_floor: minimum o2o probability of a hypothesis column.
+        max_hyp: at most this many hypotheses per image (top o2o scores).
+        score_power: ``w`` in ``score = h ** (1 - w) * u ** w`` (``h`` o2o probability, ``u``
+            plan-weighted mean of the rows' ``sqrt(class prob * quality)``): a calibrated
+            per-detection confidence in [0, 1], not a distribution over detections.
+        fuse_sigma: robust box fusion scale: a row's coordinate is weighted by
+            ``exp(-0.5 * (d / (fuse_sigma * size)) ** 2)`` with ``d`` its distance to the current
+            estimate and ``size`` the estimate's width (x) or height (y), so a fragment
+            contributes the edges it shares with the defect and not its cut ends.
+        fuse_steps: re-centring steps of the robust fusion.
+        fuse_rows: only the heaviest ``fuse_rows`` rows of each column (by plan x quality) are
+            fused; the rest carry negligible mass and would cost O(N K) memory and time.
+        dup_overlap: hypotheses of one class whose fused boxes overlap at least this much
+            (``overlap`` as above) are the same defect; the weaker one is merged into the other.
+        part_iou: a merged hypothesis with IoU below this to its absorber is a part (fragment)
+            rather than a duplicate: the absorber's box grows to cover it.
+        line_aspect: boxes at least this elongated count as line segments; two segments of one
+            class on the same line (cross-axis IoMin >= ``line_align``) that overlap along it
+            are the same defect (a warp/weft line cut by tiles or by the detector).
+        line_align: see ``line_aspect``.
+        merge_rounds: rounds of merge-then-recheck (a chain of fragments needs one per link).
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        gamma: float = 2.0,
+        delta: float = 1.0,
+        iomin_weight: float = 0.5,
+        match_cost: float = 1.5,
+        eps: float = 0.1,
+        iters: int = 50,
+        tol: float | None = 1e-3,
+        hyp_floor: float = 0.05,
+        max_hyp: int = 100,
+        score_power: float = 0.5,
+        fuse_sigma: float = 0.15,
+        fuse_steps: int = 2,
+        fuse_rows: int = 64,
+        dup_overlap: float = 0.5,
+        part_iou: float = 0.5,
+        line_aspect: float = 4.0,
+        line_align: float = 0.7,
+        merge_rounds: int = 3,
+    ) -> None:
+        super().__init__()
+        if eps <= 0 or fuse_sigma <= 0 or min(iters, max_hyp, fuse_rows, merge_rounds) < 1:
+            raise ValueError("eps, fuse_sigma > 0 and iters, max_hyp, fuse_rows, merge_rounds >= 1")
+        if not 0.0 <= iomin_weight <= 1.0 or not 0.0 <= score_power <= 1.0:
+            raise ValueError("iomin_weight and score_power must lie in [0, 1]")
+        self.alpha, self.beta, self.gamma, self.delta = alpha, beta, gamma, delta
+        self.iomin_weight = iomin_weight
+        self.match_cost = match_cost
+        self.eps, self.iters, self.tol = eps, iters, tol
+        self.hyp_floor, self.max_hyp = hyp_floor, max_hyp
+        self.score_power = score_power
+        self.fuse_sigma, self.fuse_steps, self.fuse_rows = fuse_sigma, fuse_steps, fuse_rows
+        self.dup_overlap, self.part_iou = dup_overlap, part_iou
+        self.line_aspect, self.line_align = line_aspect, line_align
+        self.merge_rounds = merge_rounds
+
+    def extra_repr(self) -> str:
+        return (
+            f"alpha={self.alpha}, beta={self.beta}, gamma={self.gamma}, delta={self.delta}, "
+            f"eps={self.eps}, iters={self.iters}, tol={self.tol}, hyp_floor={self.hyp_floor}"
+        )
+
+    def overlap(self, a: Tensor, b: Tensor) -> Tensor:
+        """``(1 - mu) IoU + mu IoMin`` of ``[..., N, 4]`` and ``[..., M, 4]`` -> ``[..., N, M]``."""
+        mu = self.iomin_weight
+        return (1.0 - mu) * pairwise_iou(a, b) + mu * pairwise_iomin(a, b)
+
+    # ------------------------------------------------------------------ matching
+    def match(
+        self,
+        boxes: Tensor,
+        scores_o2m: Tensor,
+        scores_o2o: Tensor,
+        quality: Tensor | None = None,
+        embed: Tensor | None = None,
+        valid: Tensor | None = None,
+    ) -> Matching:
+        """Pick hypotheses and solve the transport problem (see the module docstring).
+
+        Args as in :meth:`forward`; ``N`` must be at least 1.
+        """
+        bsz, n, _ = scores_o2m.shape
+        if valid is None:
+            valid = torch.ones(bsz, n, dtype=torch.bool, device=boxes.device)
+        row_p, _ = scores_o2m.max(dim=-1)
+        mass = (row_p * _quality(scores_o2m, quality)).clamp(min=0).sqrt()
+        mass = torch.where(valid, mass, torch.zeros_like(mass))
+
+        # Hypotheses: top-k o2o scores above the floor, per image; K trimmed to the batch max.
+        hyp_all, hyp_lab_all = scores_o2o.max(dim=-1)
+        hyp_all = torch.where(valid, hyp_all, torch.full_like(hyp_all, -1.0))
+        hyp_score, hyp_index = hyp_all.topk(min(self.max_hyp, n), dim=1)
+        hyp_valid = (hyp_score >= self.hyp_floor) & (mass.gather(1, hyp_index) > 0)
+        k = max(int(hyp_valid.sum(dim=1).max()), 1)
+        hyp_score, hyp_index, hyp_valid = hyp_score[:, :k], hyp_index[:, :k], hyp_valid[:, :k]
+        hyp_label = hyp_lab_all.gather(1, hyp_index)
+        hyp_boxes = boxes.gather(1, hyp_index[..., None].expand(-1, -1, 4))
+
+        overlap = self.overlap(boxes, hyp_boxes)  # [B, N, K]
+        agree = self._class_at(scores_o2m, hyp_label) / row_p.clamp(min=_P_EPS)[..., None]
+        agree = agree.clamp(max=1.0)
+        m_c = mass.clamp(_P_EPS, 1 - _P_EPS)
+        real = (
+            self.alpha * -m_c.log()[..., None]
+            + self.gamma * (1.0 - overlap)
+            + self.delta * (1.0 - agree)
+        )
+        if embed is not None and embed.shape[-1] > 0:
+            f = F.normalize(embed, dim=-1)
+            f_hyp = f.gather(1, hyp_index[..., None].expand(-1, -1, f.shape[-1]))
+            real = real + self.beta * (1.0 - f @ f_hyp.transpose(1, 2)) / 2.0
+        # A row that does not touch a hypothesis cannot support it (and the hard column
+        # marginal would otherwise fill small columns with far-away confident rows).
+        real = torch.where(overlap > 0, real, torch.full_like(real, float("inf")))
+        background = self.alpha * -(1 - m_c).log() + self.match_cost  # [B, N]
+        cost = torch.cat([real, background[..., None]], dim=2)  # [B, N, K + 1]
+
+        h = torch.where(hyp_valid, hyp_score, torch.zeros_like(hyp_score))
+        prior = overlap * agree * h[:, None, :]
+        resp = prior / (1.0 + prior.sum(dim=2, keepdim=True))
+        capacity = (mass[..., None] * resp).sum(dim=1)  # [B, K]
+        # Masses normalised to total 1, so ``tol`` is relative; the plan is scaled back.
+        total = mass.sum(dim=1, keepdim=True).clamp(min=_TINY)
+        bin_mass = (total - capacity.sum(dim=1, keepdim=True)).clamp(min=0)
+        res = sinkhorn_solve(
+            cost,
+            mass / total,
+            torch.cat([capacity, bin_mass], dim=1) / total,
+            self.eps,
+            iters=self.iters,
+            tol=self.tol,
+            row_valid=valid,
+            col_valid=torch.cat([hyp_valid, torch.ones_like(valid[:, :1])], dim=1),
+            check_every=5,
+        )
+        return Matching(
+            plan=res.plan * total[..., None],
+            cost=cost,
+            hyp_index=hyp_index,
+            hyp_valid=hyp_valid,
+            hyp_score=hyp_score,
+            hyp_label=hyp_label,
+            row_mass=mass,
+            capacity=capacity,
+            iterations=res.iterations,
+            marginal_error=res.marginal_error,
+        )
+
+    @staticmethod
+    def _class_at(scores: Tensor, labels: Tensor) -> Tensor:
+        """``scores [B, N, C]`` at each column's class ``labels [B, K]`` -> ``[B, N, K]``."""
+        return scores.gather(2, labels[:, None, :].expand(-1, scores.shape[1], -1))
+
+    # ------------------------------------------------------------------ fusion
+    def fuse(
+        self,
+        plan: Tensor,
+        boxes: Tensor,
+        start: Tensor,
+        quality: Tensor,
+    ) -> Tensor:
+        """Robust plan- and quality-weighted fusion of the rows' boxes.
+
+        Args:
+            plan: ``[B, N, K]`` row-to-hypothesis mass. boxes: ``[B, N, 4]`` row boxes.
+            start: ``[B, K, 4]`` initial estimate (the hypothesis boxes). quality: ``[B, N]``.
+
+        Returns:
+            ``[B, K, 4]`` fused xyxy boxes (``start`` where a column has no mass).
+        """
+        bsz, n, kk = plan.shape
+        # Only each column's ``fuse_rows`` heaviest rows take part: O(T K), not O(N K).
+        weight, idx = (plan * quality[..., None]).topk(min(self.fuse_rows, n), dim=1)  # [B, T, K]
+        t = idx.shape[1]
+        rows = boxes.gather(1, idx.reshape(bsz, t * kk, 1).expand(-1, -1, 4)).reshape(bsz, t, kk, 4)
+        weight = weight[..., None]
+        center = start
+        for _ in range(self.fuse_steps):
+            wh = (center[..., 2:] - center[..., :2]).clamp(min=1.0)
+            scale = self.fuse_sigma * torch.cat([wh, wh], dim=-1)[:, None]  # [B, 1, K, 4]
+            # Clamped so the weights never go subnormal (orders of magnitude slower on CPU).
+            z = (0.5 * ((rows - center[:, None]) / scale) ** 2).clamp(max=60.0)
+            w = weight * torch.exp(-z)
+            center = ((w * rows).sum(1) + _TINY * center) / (w.sum(1) + _TINY)
+        return center
+
+    def score(self, plan: Tensor, hyp_score: Tensor, row_u: Tensor) -> tuple[Tensor, Tensor]:
+        """Detection confidence ``[B, K]`` and support (received row mass) ``[B, K]``.
+
+        ``row_u [B, N, K]`` is ``sqrt(o2m prob of the column's class * quality)`` per row.
+        """
+        support = plan.sum(dim=1)
+        u = (plan * row_u).sum(dim=1) / support.clamp(min=_TINY)
+        w = self.score_power
+        return hyp_score.clamp(0, 1) ** (1 - w) * u.clamp(_TINY, 1) ** w, support
+
+    # ------------------------------------------------------------------ merging
+    def same_defect(self, boxes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """``[B, K, K]`` bool "same defect" relation of fused boxes, and their ``[B, K, K]`` IoU."""
+        iou = pairwise_iou(boxes, boxes)
+        mu = self.iomin_weight
+        same = (1 - mu) * iou + mu * pairwise_iomin(boxes, boxes) >= self.dup_overlap
+        same = same | _collinear(boxes, self.line_aspect, self.line_align)
+        return same & (labels[:, :, None] == labels[:, None, :]), iou
+
+    def merge(self, boxes: Tensor, labels: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        """Group hypotheses that are one defect; survivors grow over absorbed fragments.
+
+        Args:
+            boxes: ``[B, K, 4]`` fused boxes sorted by descending score. labels: ``[B, K]``.
+            valid: ``[B, K]`` bool.
+
+        Returns:
+            ``(boxes [B, K, 4], members [B, K, K])``: ``members[b, k, j]`` is True when
+            hypothesis ``j`` belongs to survivor ``k`` (survivors are the rows with any member;
+            each survivor is its own member). Suppression follows exact greedy order
+            (Cluster-NMS fixpoint); parts widen the survivor's box to their union.
+        """
+        kk = boxes.shape[1]
+        eye = torch.eye(kk, dtype=torch.bool, device=boxes.device)
+        stronger = torch.ones_like(eye).triu(diagonal=1)
+        members = eye & valid[:, :, None]
+        for _ in range(self.merge_rounds):
+            same, iou = self.same_defect(boxes, labels)
+            sup = same & stronger & valid[:, :, None] & valid[:, None, :]  # [B, k, j]
+            keep = valid
+            for _ in range(kk):
+                new_keep = valid & ~(sup & keep[:, :, None]).any(dim=1)
+                if torch.equal(new_keep, keep):
+                    break
+                keep = new_keep
+            by_kept = sup & keep[:, :, None]
+            first = by_kept.int().argmax(dim=1)  # [B, j]: strongest kept suppressor
+            absorb = F.one_hot(first, kk).transpose(1, 2).bool() & by_kept  # [B, k, j]
+            if not bool(absorb.any()):
+                break
+            members = members | (absorb.float() @ members.float()).bool()
+            members = members & keep[:, :, None]
+            part = absorb & (iou < self.part_iou)
+            big = torch.finfo(boxes.dtype).max
+            lo = torch.where(part[..., None], boxes[:, None, :, :2], boxes.new_tensor(big))
+            hi = torch.where(part[..., None], boxes[:, None, :, 2:], boxes.new_tensor(-big))
+            boxes = torch.cat(
+                [
+                    torch.minimum(boxes[..., :2], lo.amin(dim=2)),
+                    torch.maximum(boxes[..., 2:], hi.amax(dim=2)),
+                ],
+                dim=-1,
+            )
+            valid = keep
+            if not bool(part.any()):
+                break
+        return boxes, members
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        boxes: Tensor,
+        scores_o2m: Tensor,
+        scores_o2o: Tensor,
+        quality: Tensor | None = None,
+        embed: Tensor | None = None,
+        valid: Tensor | None = None,
+    ) -> list[Detections]:
+        """Detections per image, compacted and sorted by descending score.
+
+        Args:
+            boxes: ``[B, N, 4]`` xyxy pixels of the candidates.
+            scores_o2m: ``[B, N, C]`` one-to-many class probabilities (rows).
+            scores_o2o: ``[B, N, C]`` one-to-one class probabilities (hypotheses).
+            quality: ``[B, N]`` IoU-quality probabilities, or None (the best o2m class
+                probability stands in for it).
+            embed: ``[B, N, D]`` embeddings, or None / ``D = 0`` (no feature term).
+            valid: ``[B, N]`` bool, False on padding rows; None means all valid.
+
+        Returns:
+            One :class:`Detections` per image (0-based labels, scores in [0, 1], variable
+            length); ``extra`` holds ``support`` (plan mass the detection received) and
+            ``index`` (row index of its hypothesis). Boxes and scores are differentiable with
+            respect to boxes, both score tensors, quality and embeddings.
+        """
+        _check_inputs(boxes, scores_o2m, scores_o2o, quality, embed, valid)
+        bsz, n = boxes.shape[:2]
+        if n == 0:
+            return [_empty(boxes) for _ in range(bsz)]
+        m = self.match(boxes, scores_o2m, scores_o2o, quality, embed, valid)
+        kk = m.hyp_index.shape[1]
+        plan = m.plan[..., :kk]
+        q = _quality(scores_o2m, quality)
+        row_u = (self._class_at(scores_o2m, m.hyp_label) * q[..., None]).clamp(min=0).sqrt()
+        hyp_boxes = boxes.gather(1, m.hyp_index[..., None].expand(-1, -1, 4))
+        fused = self.fuse(plan, boxes, hyp_boxes, q)
+        score, support = self.score(plan, m.hyp_score, row_u)
+        alive = m.hyp_valid & (support > _TINY)
+
+        order = torch.where(alive, score, torch.full_like(score, -1.0)).argsort(1, descending=True)
+        fused = fused.gather(1, order[..., None].expand(-1, -1, 4))
+        alive, labels = alive.gather(1, order), m.hyp_label.gather(1, order)
+        plan = plan.gather(2, order[:, None, :].expand(-1, n, -1))
+        merged, members = self.merge(fused, labels, alive)
+
+        # Survivors take over their members' rows: fuse and score again on the summed columns.
+        plan = plan @ members.transpose(1, 2).to(plan.dtype)
+        fused = self.fuse(plan, boxes, merged, q)
+        row_u = row_u.gather(2, order[:, None, :].expand(-1, n, -1))
+        score, support = self.score(plan, m.hyp_score.gather(1, order), row_u)
+        keep = members.any(dim=2)
+        index = m.hyp_index.gather(1, order)
+        out = []
+        for i in range(bsz):
+            sel = keep[i]
+            out.append(
+                Detections(
+                    boxes=fused[i][sel],
+                    scores=score[i][sel],
+                    labels=labels[i][sel],
+                    extra={"support": support[i][sel], "index": index[i][sel]},
+                )
+            )
+        return out
+
+
+def _quality(scores_o2m: Tensor, quality: Tensor | None) -> Tensor:
+    """``[B, N]`` IoU-quality, or the best o2m class probability where none is given."""
+    return scores_o2m.amax(dim=-1) if quality is None else quality
+
+
+def _collinear(boxes: Tensor, aspect: float, align: float) -> Tensor:
+    """``[B, K, K]`` bool: the two boxes are segments of one horizontal or vertical line.
+
+    Both longer along the same axis, at least one ``long / short >= aspect``, aligned across
+    the axis (1-D IoMin of the cross-axis intervals ``>= align``) and overlapping along it.
+    """
+    w = (boxes[..., 2] - boxes[..., 0]).clamp(min=1e-6)
+    h = (boxes[..., 3] - boxes[..., 1]).clamp(min=1e-6)
+    out = torch.zeros_like(boxes[..., 0, None] < boxes[..., None, :, 0])
+    for along, across, length, thick in ((0, 1, w, h), (1, 0, h, w)):
+        elong = length / thick >= aspect
+        flat = length >= thick
+        shape_ok = (elong[:, :, None] | elong[:, None, :]) & flat[:, :, None] & flat[:, None, :]
+        inter_along = _interval_inter(boxes[..., along], boxes[..., along + 2])
+        inter_across = _interval_inter(boxes[..., across], boxes[..., across + 2]).clamp(min=0)
+        iomin = inter_across / torch.minimum(thick[:, :, None], thick[:, None, :])
+        out = out | (shape_ok & (inter_along > 0) & (iomin >= align))
+    return out
+
+
+def _interval_inter(lo: Tensor, hi: Tensor) -> Tensor:
+    """Signed pairwise intersection length of 1-D intervals ``[B, K]`` -> ``[B, K, K]``."""
+    return torch.minimum(hi[:, :, None], hi[:, None, :]) - torch.maximum(
+        lo[:, :, None], lo[:, None, :]
+    )
+
+
+def _check_inputs(
+    boxes: Tensor,
+    scores_o2m: Tensor,
+    scores_o2o: Tensor,
+    quality: Tensor | None,
+    embed: Tensor | None,
+    valid: Tensor | None,
+) -> None:
+    if boxes.dim() != 3 or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must be [B, N, 4], got {tuple(boxes.shape)}")
+    bn = tuple(boxes.shape[:2])
+    if scores_o2m.dim() != 3 or tuple(scores_o2m.shape[:2]) != bn:
+        raise ValueError(f"scores_o2m must be [B, N, C] with B, N = {bn}")
+    if scores_o2o.shape != scores_o2m.shape:
+        raise ValueError("scores_o2o must have the shape of scores_o2m")
+    if quality is not None and tuple(quality.shape) != bn:
+        raise ValueError(f"quality must be [B, N] = {bn}, got {tuple(quality.shape)}")
+    if embed is not None and (embed.dim() != 3 or tuple(embed.shape[:2]) != bn):
+        raise ValueError(f"embed must be [B, N, D] with B, N = {bn}")
+    if valid is not None and tuple(valid.shape) != bn:
+        raise ValueError(f"valid must be [B, N] = {bn}, got {tuple(valid.shape)}")
+
+
+def _empty(like: Tensor) -> Detections:
+    return Detections(
+        boxes=like.new_zeros(0, 4),
+        scores=like.new_zeros(0),
+        labels=torch.zeros(0, dtype=torch.long, device=like.device),
+        extra={
+            "support": like.new_zeros(0),
+            "index": torch.zeros(0, dtype=torch.long, device=like.device),
+        },
+    )

@@ -1,0 +1,200 @@
+"""The one postprocess path shared by train-validation, eval and predict.
+
+``DenseOutput`` (all locations) -> :func:`select_candidates` (per-image top candidates) ->
+optional tiling (:meth:`Candidates.shifted`, :func:`concat_candidates`) -> :func:`suppress`
+(DNMS or a baseline) -> ``Detections``. Boxes are xyxy pixels of the network input (or of the
+frame after shifting); labels 0-based; scores probabilities.
+
+Scores per method (all in [0, 1]):
+    dnms:   the DNMS confidence ``h ** 0.5 * u ** 0.5`` (see :mod:`fabricnms.model.dnms`).
+    greedy: ``sqrt(o2m class prob * quality)`` of the best class, then per-class IoU-0.5 NMS.
+    soft:   the same dense score, Gaussian Soft-NMS rescored (sigma 0.5, floor 0.001).
+    none:   the raw one-to-one probability of the best class, no suppression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from fabricnms.errors import FabricError
+from fabricnms.model.dnms import DifferentiableNMS
+from fabricnms.model.nms import greedy_nms, soft_nms
+from fabricnms.model.types import DenseOutput, Detections
+
+METHODS = ("dnms", "greedy", "soft", "none")
+
+
+@dataclass
+class Candidates:
+    """One image's candidate detections (selected dense locations).
+
+    boxes: ``[N, 4]`` xyxy pixels. scores_o2o / scores_o2m: ``[N, C]`` class probabilities of
+    the one-to-one / one-to-many branches. quality: ``[N]`` IoU-quality probability.
+    embed: ``[N, D]`` matching embeddings (``D`` may be 0).
+    """
+
+    boxes: Tensor
+    scores_o2o: Tensor
+    scores_o2m: Tensor
+    quality: Tensor
+    embed: Tensor
+
+    def __post_init__(self) -> None:
+        n = self.boxes.shape[0]
+        if self.boxes.shape != (n, 4):
+            raise ValueError(f"boxes must be [N, 4], got {tuple(self.boxes.shape)}")
+        if self.scores_o2m.dim() != 2 or self.scores_o2m.shape[0] != n:
+            raise ValueError(f"scores_o2m must be [N={n}, C], got {tuple(self.scores_o2m.shape)}")
+        if self.scores_o2o.shape != self.scores_o2m.shape:
+            raise ValueError("scores_o2o and scores_o2m must have the same [N, C] shape")
+        if self.quality.shape != (n,):
+            raise ValueError(f"quality must be [N={n}], got {tuple(self.quality.shape)}")
+        if self.embed.dim() != 2 or self.embed.shape[0] != n:
+            raise ValueError(f"embed must be [N={n}, D], got {tuple(self.embed.shape)}")
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def shifted(self, dx: float, dy: float) -> Candidates:
+        """A copy with boxes moved by ``(dx, dy)`` pixels (tile -> frame coordinates)."""
+        offset = self.boxes.new_tensor([dx, dy, dx, dy])
+        return Candidates(
+            self.boxes + offset, self.scores_o2o, self.scores_o2m, self.quality, self.embed
+        )
+
+
+def concat_candidates(cands: list[Candidates]) -> Candidates:
+    """All candidates of several tiles of one frame as one set (same ``C`` and ``D``)."""
+    if not cands:
+        raise ValueError("concat_candidates needs at least one Candidates")
+    return Candidates(
+        boxes=torch.cat([c.boxes for c in cands]),
+        scores_o2o=torch.cat([c.scores_o2o for c in cands]),
+        scores_o2m=torch.cat([c.scores_o2m for c in cands]),
+        quality=torch.cat([c.quality for c in cands]),
+        embed=torch.cat([c.embed for c in cands]),
+    )
+
+
+def select_candidates(
+    dense: DenseOutput, max_candidates: int = 1000, score_floor: float = 0.01
+) -> list[Candidates]:
+    """Per image, the top ``max_candidates`` locations by ``max(o2m, o2o)`` best-class score.
+
+    Locations whose key score is below ``score_floor`` are dropped, so an image can have fewer
+    (or zero) candidates. Logits become probabilities (sigmoid) only for the kept locations.
+    """
+    bsz, n_loc, _ = dense.cls_o2m.shape
+    key_logit = torch.maximum(dense.cls_o2m.amax(dim=-1), dense.cls_o2o.amax(dim=-1))  # [B, L]
+    top, idx = key_logit.topk(min(max_candidates, n_loc), dim=1)
+    keep = torch.sigmoid(top) >= score_floor
+    out = []
+    for i in range(bsz):
+        sel = idx[i][keep[i]]
+        out.append(
+            Candidates(
+                boxes=dense.boxes[i, sel],
+                scores_o2o=torch.sigmoid(dense.cls_o2o[i, sel]),
+                scores_o2m=torch.sigmoid(dense.cls_o2m[i, sel]),
+                quality=torch.sigmoid(dense.quality[i, sel]),
+                embed=dense.embed[i, sel],
+            )
+        )
+    return out
+
+
+def pad_candidates(
+    cands: list[Candidates],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Stack per-image candidates into a padded batch for :class:`DifferentiableNMS`.
+
+    Returns ``boxes [B, N, 4]``, ``scores_o2m [B, N, C]``, ``scores_o2o [B, N, C]``,
+    ``quality [B, N]``, ``embed [B, N, D]`` and ``valid [B, N]`` (False on padding), with ``N``
+    the largest candidate count.
+    """
+    ref = cands[0]
+    n = max(len(c) for c in cands)
+    c_dim, d_dim = ref.scores_o2m.shape[1], ref.embed.shape[1]
+
+    def pad(t: Tensor, shape: tuple[int, ...]) -> Tensor:
+        return torch.cat([t, t.new_zeros((n - t.shape[0], *shape))])
+
+    boxes = torch.stack([pad(c.boxes, (4,)) for c in cands])
+    o2m = torch.stack([pad(c.scores_o2m, (c_dim,)) for c in cands])
+    o2o = torch.stack([pad(c.scores_o2o, (c_dim,)) for c in cands])
+    quality = torch.stack([pad(c.quality, ()) for c in cands])
+    embed = torch.stack([pad(c.embed, (d_dim,)) for c in cands])
+    valid = (
+        torch.arange(n, device=ref.boxes.device)[None, :]
+        < torch.tensor([len(c) for c in cands], device=ref.boxes.device)[:, None]
+    )
+    return boxes, o2m, o2o, quality, embed, valid
+
+
+def suppress(
+    cands: list[Candidates],
+    method: str = "dnms",
+    conf: float = 0.001,
+    max_det: int = 300,
+    dnms: DifferentiableNMS | None = None,
+) -> list[Detections]:
+    """Duplicate removal per image; returns detections with ``score >= conf``, at most ``max_det``.
+
+    Args:
+        cands: one :class:`Candidates` per image (frame coordinates when tiled).
+        method: ``"dnms"`` (default; one batched Sinkhorn pass), ``"greedy"``, ``"soft"`` or
+            ``"none"`` (see the module docstring for the scores).
+        conf: minimum output score. max_det: most detections per image (highest scores).
+        dnms: a configured :class:`DifferentiableNMS` (default hyper-parameters otherwise).
+    """
+    if method not in METHODS:
+        raise FabricError(f"unknown NMS method {method!r}: choose one of {', '.join(METHODS)}")
+    if not cands:
+        return []
+    if method == "dnms":
+        module = dnms if dnms is not None else DifferentiableNMS()
+        dets = module(*pad_candidates(cands))
+        return [_top(d, conf, max_det) for d in dets]
+    return [_baseline(c, method, conf, max_det) for c in cands]
+
+
+def postprocess(
+    dense: DenseOutput,
+    method: str = "dnms",
+    conf: float = 0.001,
+    max_det: int = 300,
+    dnms: DifferentiableNMS | None = None,
+) -> list[Detections]:
+    """``suppress(select_candidates(dense), ...)``: detections per image of a batch."""
+    return suppress(select_candidates(dense), method=method, conf=conf, max_det=max_det, dnms=dnms)
+
+
+def _top(det: Detections, conf: float, max_det: int) -> Detections:
+    """Keep ``score >= conf``, then the ``max_det`` best (detections arrive sorted)."""
+    sel = (det.scores >= conf).nonzero().flatten()[:max_det]
+    return Detections(
+        boxes=det.boxes[sel],
+        scores=det.scores[sel],
+        labels=det.labels[sel],
+        extra={k: v[sel] for k, v in det.extra.items()},
+    )
+
+
+def _baseline(c: Candidates, method: str, conf: float, max_det: int) -> Detections:
+    if len(c) == 0:
+        return Detections.empty(c.boxes.device)
+    if method == "none":
+        score, label = c.scores_o2o.max(dim=1)
+        sel = (score >= conf).nonzero().flatten()
+        sel = sel[score[sel].argsort(descending=True, stable=True)][:max_det]
+        return Detections(boxes=c.boxes[sel], scores=score[sel], labels=label[sel])
+    score, label = (c.scores_o2m * c.quality[:, None]).clamp(min=0).sqrt().max(dim=1)
+    if method == "greedy":
+        sel = greedy_nms(c.boxes, score, label, score_threshold=conf, max_det=max_det)
+        return Detections(boxes=c.boxes[sel], scores=score[sel], labels=label[sel])
+    sel, rescored = soft_nms(c.boxes, score, label, max_det=max_det)
+    ok = rescored >= conf
+    return Detections(boxes=c.boxes[sel[ok]], scores=rescored[ok], labels=label[sel[ok]])
