@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from fabricnms.model.boxes import pairwise_iou
-from fabricnms.model.dnms import DifferentiableNMS
+from fabricnms.model.dnms import DifferentiableNMS, _greedy_keep
 from fabricnms.model.nms import greedy_nms
 from fabricnms.model.proposals import ProposalSet, random_defects, simulate
 
@@ -101,6 +101,98 @@ def test_line_fragments_become_one_detection():
     det = DifferentiableNMS()(boxes[None], o2m[None], o2o[None], torch.full((1, 16), 0.8))[0]
     assert len(det) == 1
     assert float(pairwise_iou(line[None], det.boxes)[0, 0]) > 0.85
+
+
+def _tiled_line(length: float, pieces: int, vertical: bool, seed: int):
+    """A 30 px thick line of ``length`` cut into ``pieces`` overlapping fragments, as tiles cut it.
+
+    Each fragment gets 8 jittered candidates (o2m 0.8, quality 0.8) and one o2o hypothesis of
+    its own (0.6-0.95); there is no full-length candidate. Returns the line box and the batch.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    start, thick = 150.0, 30.0
+    step = length / pieces
+    boxes = []
+    for p in range(pieces):  # fragment p: its tile's share of the line plus 15 % overlap
+        lo = max(start, start + p * step - 0.15 * step)
+        hi = min(start + length, start + (p + 1) * step + 0.15 * step)
+        frag = torch.tensor([lo, 400.0, hi, 400.0 + thick])
+        noise = torch.randn(8, 4, generator=gen) * torch.tensor([3.0, 1.5, 3.0, 1.5])
+        boxes.append(frag + noise)
+    boxes = torch.cat(boxes)
+    line = torch.tensor([[start, 400.0, start + length, 400.0 + thick]])
+    if vertical:  # transpose x and y
+        boxes, line = boxes[:, [1, 0, 3, 2]], line[:, [1, 0, 3, 2]]
+    n = boxes.shape[0]
+    o2m = torch.zeros(n, 3)
+    o2m[:, 1] = 0.8
+    o2o = torch.zeros(n, 3)
+    picks = torch.arange(pieces) * 8 + torch.randint(0, 8, (pieces,), generator=gen)
+    o2o[picks, 1] = 0.6 + 0.35 * torch.rand(pieces, generator=gen)
+    embed = torch.nn.functional.normalize(1 + 0.1 * torch.randn(n, 4, generator=gen), dim=1)
+    batch = (boxes[None], o2m[None], o2o[None], torch.full((1, n), 0.8), embed[None])
+    return line, batch
+
+
+@pytest.mark.parametrize("vertical", [False, True])
+@pytest.mark.parametrize(("length", "pieces"), [(700.0, 3), (900.0, 4), (2000.0, 5)])
+def test_tiled_line_fragments_join_to_the_full_line(vertical: bool, length: float, pieces: int):
+    """Fragments joined as one line span the union of their extents, not a robust average."""
+    line, batch = _tiled_line(length, pieces, vertical, seed=pieces)
+    det = DifferentiableNMS()(*batch)[0]
+    assert len(det) == 1
+    assert float(pairwise_iou(line, det.boxes)[0, 0]) >= 0.8
+    along = [1, 3] if vertical else [0, 2]
+    assert (det.boxes[0, along] - line[0, along]).abs().max() < 0.03 * length  # both ends
+    across = [0, 2] if vertical else [1, 3]
+    assert (det.boxes[0, across] - line[0, across]).abs().max() < 3.0  # still robust across
+
+
+def test_line_span_does_not_join_parallel_or_distant_lines():
+    """Two parallel lines side by side and two collinear ones with a gap stay two each."""
+    _, (boxes, o2m, o2o, quality, embed) = _tiled_line(600.0, 1, False, seed=0)
+    for offset in (torch.tensor([0.0, 60.0, 0.0, 60.0]), torch.tensor([700.0, 0.0, 700.0, 0.0])):
+        both = torch.cat([boxes, boxes + offset], dim=1)
+        dets = DifferentiableNMS()(
+            both,
+            torch.cat([o2m, o2m], 1),
+            torch.cat([o2o, o2o], 1),
+            torch.cat([quality, quality], 1),
+            torch.cat([embed, embed], 1),
+        )[0]
+        assert int((dets.scores >= FLOOR).sum()) == 2
+
+
+def test_hypotheses_are_capped_and_both_solvers_agree():
+    """Untrained o2o: every candidate is a hypothesis; K stops at max_hyp, paths agree."""
+    gen = torch.Generator().manual_seed(13)
+    gt_boxes, gt_labels = random_defects(10, NUM_CLASSES, gen)
+    ps = simulate(gt_boxes, gt_labels, NUM_CLASSES, gen, per_object=14, o2o="untrained")
+    assert int((ps.scores_o2o.amax(1) >= 0.05).sum()) == len(ps.boxes) > 150
+    batch = _batch(ps)
+    assert DifferentiableNMS(max_hyp=40).match(*batch).hyp_index.shape[1] == 40
+    dense = DifferentiableNMS(sparse_ratio=0.0, tol=None, iters=30)(*batch)[0]
+    sparse = DifferentiableNMS(sparse_ratio=1.0, tol=None, iters=30)(*batch)[0]
+    assert 0 < len(sparse) <= 100 and len(sparse) == len(dense)
+    assert torch.allclose(sparse.boxes, dense.boxes, atol=1e-2)
+    assert torch.allclose(sparse.scores, dense.scores, atol=1e-4)
+
+
+def test_greedy_keep_is_exact_greedy_suppression():
+    gen = torch.Generator().manual_seed(14)
+    k = 60
+    sup = (torch.rand(3, k, k, generator=gen) < 0.08).triu(diagonal=1)
+    valid = torch.rand(3, k, generator=gen) < 0.9
+    sup = sup & valid[:, :, None] & valid[:, None, :]
+    keep = _greedy_keep(sup, valid)
+    for b in range(3):
+        kept: list[int] = []
+        for j in range(
+            k
+        ):  # the textbook loop: in score order, keep j unless a kept k suppresses it
+            if bool(valid[b, j]) and not any(bool(sup[b, i, j]) for i in kept):
+                kept.append(j)
+        assert keep[b].nonzero().flatten().tolist() == kept
 
 
 @pytest.mark.parametrize("name", ["alpha", "beta", "gamma"])

@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from fabricnms.model.sinkhorn import sinkhorn, sinkhorn_solve
+from fabricnms.model.sinkhorn import sinkhorn, sinkhorn_solve, sinkhorn_solve_sparse
 
 
 def _balanced(gen: torch.Generator, b: int, n: int, m: int, dtype=torch.float32):
@@ -125,6 +125,84 @@ def test_empty_and_bad_shapes():
         sinkhorn(torch.zeros(1, 2, 2), torch.ones(1, 2), torch.ones(1, 2), eps=0.0)
     with pytest.raises(ValueError, match="cost"):
         sinkhorn(torch.zeros(2, 2), torch.ones(1, 2), torch.ones(1, 2), eps=0.1)
+
+
+def _sparse_problem(gen: torch.Generator, dtype=torch.float64):
+    """Two images, 8 rows x 6 columns, about half the pairs forbidden, listed per row.
+
+    Row 7 of image 1 is padding; column 5 of image 0 is reached by no pair. Returns the dense
+    cost (+inf off the listed pairs), the listed ``cost [B, N, R]`` / ``index [B, N, R]`` (unused
+    slots +inf), masses and the row mask.
+    """
+    b, n, m = 2, 8, 6
+    dense = torch.rand(b, n, m, generator=gen, dtype=torch.float64) * 3
+    allowed = torch.rand(b, n, m, generator=gen) < 0.5
+    allowed[:, :, 4] = True  # a dustbin-like column every row reaches
+    allowed[0, :, 5] = False
+    dense = torch.where(allowed, dense, torch.full_like(dense, float("inf")))
+    r = int(allowed.sum(2).max()) + 1  # one spare slot everywhere
+    _, index = allowed.double().topk(r, dim=2)
+    cost = dense.gather(2, index)
+    a = torch.rand(b, n, generator=gen, dtype=torch.float64) + 0.1
+    rv = torch.ones(b, n, dtype=torch.bool)
+    rv[1, 7] = False
+    a = torch.where(rv, a, torch.zeros_like(a))
+    # Column masses of a feasible plan (each row spread over its pairs): the problem is solvable.
+    col = (a[..., None] * allowed / allowed.sum(2, keepdim=True)).sum(1)
+    return dense.to(dtype), cost.to(dtype), index, a.to(dtype), col.to(dtype), rv
+
+
+def test_sparse_solver_matches_dense():
+    dense, cost, index, a, b, rv = _sparse_problem(torch.Generator().manual_seed(9))
+    ref = sinkhorn_solve(dense, a, b, eps=0.1, iters=2000, tol=1e-9, row_valid=rv)
+    res = sinkhorn_solve_sparse(cost, index, a, b, eps=0.1, iters=2000, tol=1e-9, row_valid=rv)
+    assert res.plan.shape == cost.shape and res.iterations == ref.iterations
+    assert torch.allclose(torch.zeros_like(dense).scatter(2, index, res.plan), ref.plan, atol=1e-10)
+    assert (res.plan[~torch.isfinite(cost)] == 0).all() and (res.plan[1, 7] == 0).all()
+    assert float(res.marginal_error.max()) < 1e-8
+    # float32 at a small eps stays finite and meets the column marginals
+    small = sinkhorn_solve_sparse(cost.float() * 10, index, a.float(), b.float(), eps=1e-3)
+    assert torch.isfinite(small.plan).all()
+    cols = torch.zeros_like(b.float()).scatter_add(1, index.flatten(1), small.plan.flatten(1))
+    assert (cols - b.float()).abs().max() < 1e-3  # float32 rounding of potentials ~ 1e4
+
+
+def test_sparse_solver_gradients_match_dense():
+    dense, cost, index, a, b, rv = _sparse_problem(torch.Generator().manual_seed(10))
+    w = torch.rand(dense.shape, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    grads = []
+    for sparse in (False, True):
+        c = (cost if sparse else dense).clone().requires_grad_(True)
+        x, y = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+        if sparse:
+            plan = sinkhorn_solve_sparse(c, index, x, y, eps=0.2, iters=20, row_valid=rv).plan
+            plan = torch.zeros_like(dense).scatter(2, index, plan)
+        else:
+            plan = sinkhorn(c, x, y, eps=0.2, iters=20, row_valid=rv)
+        gc, gx, gy = torch.autograd.grad((plan * w).sum(), (c, x, y))
+        grads.append((gc.gather(2, index) if not sparse else gc, gx, gy))
+    for dense_grad, sparse_grad in zip(*grads, strict=True):
+        assert torch.isfinite(sparse_grad).all()
+        assert torch.allclose(torch.nan_to_num(dense_grad), sparse_grad, atol=1e-9)
+
+
+def test_sparse_solver_bad_shapes_and_empty():
+    with pytest.raises(ValueError, match="index"):
+        sinkhorn_solve_sparse(
+            torch.zeros(1, 3, 2),
+            torch.zeros(1, 3, 1, dtype=torch.long),
+            torch.ones(1, 3),
+            torch.ones(1, 2),
+            eps=0.1,
+        )
+    empty = sinkhorn_solve_sparse(
+        torch.zeros(1, 3, 0),
+        torch.zeros(1, 3, 0, dtype=torch.long),
+        torch.ones(1, 3),
+        torch.ones(1, 2),
+        eps=0.1,
+    )
+    assert empty.plan.shape == (1, 3, 0) and empty.iterations == 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -32,10 +32,12 @@ def box_area(boxes: Tensor) -> Tensor:
 
 
 def _pairwise_inter(a: Tensor, b: Tensor) -> Tensor:
-    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
-    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    return wh[..., 0] * wh[..., 1]
+    # Per-coordinate [..., N, M] ops: several times faster on CPU than [N,1,2] x [1,M,2].
+    ax1, ay1, ax2, ay2 = (a[..., :, None, i] for i in range(4))
+    bx1, by1, bx2, by2 = (b[..., None, :, i] for i in range(4))
+    w = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp(min=0)
+    h = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp(min=0)
+    return w * h
 
 
 def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:

@@ -4,8 +4,16 @@ Per image, the one-to-one (o2o) scores pick the object *hypotheses* (columns); t
 one-to-many (o2m) candidates are the *rows*. A log-domain Sinkhorn pass with a dustbin column
 assigns every row's mass to a hypothesis or to background; the rows assigned to a hypothesis
 are fused into its output box and score; hypotheses that describe the same defect as a stronger
-one are merged into it (their plan columns are added, so their rows still count). Every step is
-a tensor operation on a padded batch; the only Python loop over images is the final unpadding.
+one are merged into it (their plan columns are added, so their rows still count). Segments of
+one line (e.g. the pieces of a warp line cut by tiles) are joined and the detection spans the
+union of their extents along the line. Every step is a tensor operation on a padded batch; the
+only Python loop over images is the final unpadding.
+
+Cost: at most ``max_hyp`` hypotheses per image (top o2o scores), so an untrained o2o branch that
+puts every location above the floor costs ``O(N max_hyp)``, not ``O(N^2)``. Only the pairwise
+overlap is computed for all ``N x K`` pairs; each row then lists the hypotheses it touches and
+every other cost term, and the Sinkhorn iterations, run on those pairs (sparse when rows touch
+few hypotheses, as on a full frame). Merging is ``O(K^2)`` per round.
 
 Conventions: boxes are ``xyxy`` absolute pixels; class indices are 0-based; scores are
 probabilities in [0, 1]; embeddings need not be normalised (cosine similarity is used).
@@ -37,12 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fabricnms.model.boxes import pairwise_iomin, pairwise_iou
-from fabricnms.model.sinkhorn import sinkhorn_solve
+from fabricnms.model.boxes import box_area, pairwise_iou
+from fabricnms.model.sinkhorn import SinkhornResult, sinkhorn_solve, sinkhorn_solve_sparse
 from fabricnms.model.types import Detections
 
 _P_EPS = 1e-4  # clamp for probabilities inside logs
 _TINY = 1e-12
+_AREA_EPS = 1e-6  # px^2: areas below this count as this (degenerate boxes)
 
 
 @dataclass
@@ -50,7 +59,8 @@ class Matching:
     """The transport problem and plan of one batch (``K`` = hypotheses after padding).
 
     plan: ``[B, N, K + 1]`` in mass units; the last column is the dustbin.
-    cost: ``[B, N, K + 1]`` cost the plan was solved for.
+    pair_cost: ``[B, N, R]`` cost of the pairs each row may use (``+inf``: unused slot; the
+        last slot is the dustbin). pair_index: ``[B, N, R]`` their columns in ``plan``.
     hyp_index: ``[B, K]`` row index of each hypothesis. hyp_valid: ``[B, K]`` bool.
     hyp_score: ``[B, K]`` o2o probability of each hypothesis's class. hyp_label: ``[B, K]``.
     row_mass: ``[B, N]``; capacity: ``[B, K]`` column masses.
@@ -58,7 +68,8 @@ class Matching:
     """
 
     plan: Tensor
-    cost: Tensor
+    pair_cost: Tensor
+    pair_index: Tensor
     hyp_index: Tensor
     hyp_valid: Tensor
     hyp_score: Tensor
@@ -85,7 +96,11 @@ class DifferentiableNMS(nn.Module):
         iters: maximum Sinkhorn iterations. tol: early stop once the row marginals are met to
             this fraction of the total mass (``None``: always ``iters``, a fixed graph).
         hyp_floor: minimum o2o probability of a hypothesis column.
-        max_hyp: at most this many hypotheses per image (top o2o scores).
+        max_hyp: at most this many hypotheses per image (top o2o scores): bounds the cost when
+            an untrained or weak o2o branch puts hundreds of locations above ``hyp_floor``.
+        sparse_ratio: solve the transport problem in sparse form (each row lists only the
+            hypotheses it touches) when the most-connected row touches at most this fraction of
+            the ``K + 1`` columns; ``0`` always dense, ``1`` always sparse. Same plan either way.
         score_power: ``w`` in ``score = h ** (1 - w) * u ** w`` (``h`` o2o probability, ``u``
             plan-weighted mean of the rows' ``sqrt(class prob * quality)``): a calibrated
             per-detection confidence in [0, 1], not a distribution over detections.
@@ -101,8 +116,10 @@ class DifferentiableNMS(nn.Module):
         part_iou: a merged hypothesis with IoU below this to its absorber is a part (fragment)
             rather than a duplicate: the absorber's box grows to cover it.
         line_aspect: boxes at least this elongated count as line segments; two segments of one
-            class on the same line (cross-axis IoMin >= ``line_align``) that overlap along it
-            are the same defect (a warp/weft line cut by tiles or by the detector).
+            class on the same line (cross-axis IoMin >= ``line_align``) that touch or overlap
+            along it are the same defect (a warp/weft line cut by tiles or by the detector).
+            The detection of a line joined from such parts spans their union along the line
+            (each part's own end is kept), while across the line it is the robust fusion.
         line_align: see ``line_aspect``.
         merge_rounds: rounds of merge-then-recheck (a chain of fragments needs one per link).
     """
@@ -120,6 +137,7 @@ class DifferentiableNMS(nn.Module):
         tol: float | None = 1e-3,
         hyp_floor: float = 0.05,
         max_hyp: int = 100,
+        sparse_ratio: float = 0.5,
         score_power: float = 0.5,
         fuse_sigma: float = 0.15,
         fuse_steps: int = 2,
@@ -133,13 +151,13 @@ class DifferentiableNMS(nn.Module):
         super().__init__()
         if eps <= 0 or fuse_sigma <= 0 or min(iters, max_hyp, fuse_rows, merge_rounds) < 1:
             raise ValueError("eps, fuse_sigma > 0 and iters, max_hyp, fuse_rows, merge_rounds >= 1")
-        if not 0.0 <= iomin_weight <= 1.0 or not 0.0 <= score_power <= 1.0:
-            raise ValueError("iomin_weight and score_power must lie in [0, 1]")
+        if not all(0.0 <= v <= 1.0 for v in (iomin_weight, score_power, sparse_ratio)):
+            raise ValueError("iomin_weight, score_power and sparse_ratio must lie in [0, 1]")
         self.alpha, self.beta, self.gamma, self.delta = alpha, beta, gamma, delta
         self.iomin_weight = iomin_weight
         self.match_cost = match_cost
         self.eps, self.iters, self.tol = eps, iters, tol
-        self.hyp_floor, self.max_hyp = hyp_floor, max_hyp
+        self.hyp_floor, self.max_hyp, self.sparse_ratio = hyp_floor, max_hyp, sparse_ratio
         self.score_power = score_power
         self.fuse_sigma, self.fuse_steps, self.fuse_rows = fuse_sigma, fuse_steps, fuse_rows
         self.dup_overlap, self.part_iou = dup_overlap, part_iou
@@ -149,13 +167,9 @@ class DifferentiableNMS(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"alpha={self.alpha}, beta={self.beta}, gamma={self.gamma}, delta={self.delta}, "
-            f"eps={self.eps}, iters={self.iters}, tol={self.tol}, hyp_floor={self.hyp_floor}"
+            f"eps={self.eps}, iters={self.iters}, tol={self.tol}, hyp_floor={self.hyp_floor}, "
+            f"max_hyp={self.max_hyp}"
         )
-
-    def overlap(self, a: Tensor, b: Tensor) -> Tensor:
-        """``(1 - mu) IoU + mu IoMin`` of ``[..., N, 4]`` and ``[..., M, 4]`` -> ``[..., N, M]``."""
-        mu = self.iomin_weight
-        return (1.0 - mu) * pairwise_iou(a, b) + mu * pairwise_iomin(a, b)
 
     # ------------------------------------------------------------------ matching
     def match(
@@ -188,9 +202,20 @@ class DifferentiableNMS(nn.Module):
         hyp_label = hyp_lab_all.gather(1, hyp_index)
         hyp_boxes = boxes.gather(1, hyp_index[..., None].expand(-1, -1, 4))
 
-        overlap = self.overlap(boxes, hyp_boxes)  # [B, N, K]
-        agree = self._class_at(scores_o2m, hyp_label) / row_p.clamp(min=_P_EPS)[..., None]
-        agree = agree.clamp(max=1.0)
+        # Pairs: each row lists the valid hypotheses its box touches, then the dustbin. Only
+        # they may take its mass (the hard column marginal would otherwise fill small columns
+        # with far-away confident rows), so every other cost is computed per listed pair.
+        iou, iomin = _iou_iomin(boxes, hyp_boxes)  # [B, N, K]: the only O(N K) step
+        touch = (iou > 0) & hyp_valid[:, None, :] & valid[:, :, None]
+        count = touch.sum(dim=2)
+        r = int(count.max())
+        _, idx = touch.to(boxes.dtype).topk(r, dim=2)  # [B, N, r], touched ones first
+        used = torch.arange(r, device=boxes.device) < count[..., None]
+        flat = idx.reshape(bsz, n * r)
+        mu = self.iomin_weight
+        overlap = (1 - mu) * iou.gather(2, idx) + mu * iomin.gather(2, idx)
+        label = hyp_label.gather(1, flat).view(bsz, n, r)
+        agree = (scores_o2m.gather(2, label) / row_p.clamp(min=_P_EPS)[..., None]).clamp(max=1.0)
         m_c = mass.clamp(_P_EPS, 1 - _P_EPS)
         real = (
             self.alpha * -m_c.log()[..., None]
@@ -200,34 +225,33 @@ class DifferentiableNMS(nn.Module):
         if embed is not None and embed.shape[-1] > 0:
             f = F.normalize(embed, dim=-1)
             f_hyp = f.gather(1, hyp_index[..., None].expand(-1, -1, f.shape[-1]))
-            real = real + self.beta * (1.0 - f @ f_hyp.transpose(1, 2)) / 2.0
-        # A row that does not touch a hypothesis cannot support it (and the hard column
-        # marginal would otherwise fill small columns with far-away confident rows).
-        real = torch.where(overlap > 0, real, torch.full_like(real, float("inf")))
+            cos = (f @ f_hyp.transpose(1, 2)).gather(2, idx)
+            real = real + self.beta * (1.0 - cos) / 2.0
+        real = torch.where(used, real, torch.full_like(real, float("inf")))
         background = self.alpha * -(1 - m_c).log() + self.match_cost  # [B, N]
-        cost = torch.cat([real, background[..., None]], dim=2)  # [B, N, K + 1]
 
         h = torch.where(hyp_valid, hyp_score, torch.zeros_like(hyp_score))
-        prior = overlap * agree * h[:, None, :]
+        prior = torch.where(used, overlap * agree * h.gather(1, flat).view(bsz, n, r), 0.0)
         resp = prior / (1.0 + prior.sum(dim=2, keepdim=True))
-        capacity = (mass[..., None] * resp).sum(dim=1)  # [B, K]
+        capacity = torch.zeros_like(h).scatter_add(1, flat, (mass[..., None] * resp).view(bsz, -1))
         # Masses normalised to total 1, so ``tol`` is relative; the plan is scaled back.
         total = mass.sum(dim=1, keepdim=True).clamp(min=_TINY)
         bin_mass = (total - capacity.sum(dim=1, keepdim=True)).clamp(min=0)
-        res = sinkhorn_solve(
+        cost = torch.cat([real, background[..., None]], dim=2)  # [B, N, r + 1]
+        index = torch.cat([idx, idx.new_full((bsz, n, 1), k)], dim=2)
+        res = self._transport(
             cost,
+            index,
             mass / total,
             torch.cat([capacity, bin_mass], dim=1) / total,
-            self.eps,
-            iters=self.iters,
-            tol=self.tol,
-            row_valid=valid,
-            col_valid=torch.cat([hyp_valid, torch.ones_like(valid[:, :1])], dim=1),
-            check_every=5,
+            valid,
+            torch.cat([hyp_valid, torch.ones_like(valid[:, :1])], dim=1),
         )
+        plan = torch.zeros(bsz, n, k + 1, dtype=cost.dtype, device=cost.device)
         return Matching(
-            plan=res.plan * total[..., None],
-            cost=cost,
+            plan=plan.scatter(2, index, res.plan * total[..., None]),
+            pair_cost=cost,
+            pair_index=index,
             hyp_index=hyp_index,
             hyp_valid=hyp_valid,
             hyp_score=hyp_score,
@@ -237,6 +261,32 @@ class DifferentiableNMS(nn.Module):
             iterations=res.iterations,
             marginal_error=res.marginal_error,
         )
+
+    def _transport(
+        self,
+        cost: Tensor,
+        index: Tensor,
+        row_mass: Tensor,
+        col_mass: Tensor,
+        row_valid: Tensor,
+        col_valid: Tensor,
+    ) -> SinkhornResult:
+        """Sinkhorn on the listed pairs ``cost [B, N, R]`` at columns ``index [B, N, R]``.
+
+        Sparse when the rows list at most ``sparse_ratio`` of the ``K + 1`` columns (a large
+        frame: each row touches a few hypotheses), dense otherwise (a small frame full of
+        overlapping candidates, where the dense reductions are faster). Same plan either way,
+        returned per pair: ``[B, N, R]``.
+        """
+        m = col_mass.shape[1]
+        args = (row_mass, col_mass, self.eps, self.iters, self.tol, row_valid, col_valid, 5)
+        if cost.shape[2] <= self.sparse_ratio * m:
+            return sinkhorn_solve_sparse(cost, index, *args)
+        dense = torch.full(
+            (*cost.shape[:2], m), float("inf"), dtype=cost.dtype, device=cost.device
+        ).scatter(2, index, cost)
+        res = sinkhorn_solve(dense, *args)
+        return SinkhornResult(res.plan.gather(2, index), res.iterations, res.marginal_error)
 
     @staticmethod
     def _class_at(scores: Tensor, labels: Tensor) -> Tensor:
@@ -287,62 +337,68 @@ class DifferentiableNMS(nn.Module):
         return hyp_score.clamp(0, 1) ** (1 - w) * u.clamp(_TINY, 1) ** w, support
 
     # ------------------------------------------------------------------ merging
-    def same_defect(self, boxes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """``[B, K, K]`` bool "same defect" relation of fused boxes, and their ``[B, K, K]`` IoU."""
-        iou = pairwise_iou(boxes, boxes)
-        mu = self.iomin_weight
-        same = (1 - mu) * iou + mu * pairwise_iomin(boxes, boxes) >= self.dup_overlap
-        same = same | _collinear(boxes, self.line_aspect, self.line_align)
-        return same & (labels[:, :, None] == labels[:, None, :]), iou
+    def same_defect(self, boxes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Relations of fused boxes ``[B, K, 4]`` (labels ``[B, K]``), each ``[B, K, K]``.
 
-    def merge(self, boxes: Tensor, labels: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-        """Group hypotheses that are one defect; survivors grow over absorbed fragments.
+        Returns ``(same, iou, segments)``: ``same`` (bool) the two are one defect, ``iou`` their
+        IoU, ``segments`` (bool, a subset of ``same``) they are one defect only as collinear
+        segments of one line: their overlap alone is below ``dup_overlap``.
+        """
+        iou, iomin = _iou_iomin(boxes, boxes)
+        mu = self.iomin_weight
+        same_class = labels[:, :, None] == labels[:, None, :]
+        overlapping = (1 - mu) * iou + mu * iomin >= self.dup_overlap
+        collinear = _collinear(boxes, self.line_aspect, self.line_align)
+        segments = collinear & ~overlapping & same_class
+        return (overlapping & same_class) | segments, iou, segments
+
+    def merge(
+        self, boxes: Tensor, labels: Tensor, valid: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Group hypotheses that are one defect; survivors grow over absorbed parts.
 
         Args:
             boxes: ``[B, K, 4]`` fused boxes sorted by descending score. labels: ``[B, K]``.
             valid: ``[B, K]`` bool.
 
         Returns:
-            ``(boxes [B, K, 4], members [B, K, K])``: ``members[b, k, j]`` is True when
-            hypothesis ``j`` belongs to survivor ``k`` (survivors are the rows with any member;
-            each survivor is its own member). Suppression follows exact greedy order
-            (Cluster-NMS fixpoint); parts widen the survivor's box to their union.
+            ``(boxes [B, K, 4], owner [B, K], span [B, K, 4], line [B, K])``. ``owner[b, j]``
+            is the index of the survivor hypothesis ``j`` belongs to (``j`` itself for
+            survivors and for invalid hypotheses; survivors are the valid ``j`` with
+            ``owner == j``). A survivor's box grows to the union of the parts (IoU below
+            ``part_iou``) it absorbed. ``line`` marks survivors that absorbed collinear segments
+            (a line joined from pieces) and ``span`` is the union of those segments' boxes.
+            Suppression follows exact greedy order (Cluster-NMS fixpoint); each round is
+            ``O(K^2)`` tensor work, with ``owner`` re-pointed in ``O(K)``.
         """
-        kk = boxes.shape[1]
-        eye = torch.eye(kk, dtype=torch.bool, device=boxes.device)
-        stronger = torch.ones_like(eye).triu(diagonal=1)
-        members = eye & valid[:, :, None]
+        bsz, kk = valid.shape
+        arange = torch.arange(kk, device=boxes.device).expand(bsz, kk)
+        owner, span = arange, boxes
+        line = torch.zeros_like(valid)
+        stronger = torch.ones(kk, kk, dtype=torch.bool, device=boxes.device).triu(diagonal=1)
+        alive = valid
         for _ in range(self.merge_rounds):
-            same, iou = self.same_defect(boxes, labels)
-            sup = same & stronger & valid[:, :, None] & valid[:, None, :]  # [B, k, j]
-            keep = valid
-            for _ in range(kk):
-                new_keep = valid & ~(sup & keep[:, :, None]).any(dim=1)
-                if torch.equal(new_keep, keep):
-                    break
-                keep = new_keep
+            same, iou, segments = self.same_defect(boxes, labels)
+            sup = same & stronger & alive[:, :, None] & alive[:, None, :]  # [B, k, j]
+            keep = _greedy_keep(sup, alive)
             by_kept = sup & keep[:, :, None]
-            first = by_kept.int().argmax(dim=1)  # [B, j]: strongest kept suppressor
-            absorb = F.one_hot(first, kk).transpose(1, 2).bool() & by_kept  # [B, k, j]
-            if not bool(absorb.any()):
+            absorbed = by_kept.any(dim=1)  # [B, j]
+            if not bool(absorbed.any()):
                 break
-            members = members | (absorb.float() @ members.float()).bool()
-            members = members & keep[:, :, None]
-            part = absorb & (iou < self.part_iou)
-            big = torch.finfo(boxes.dtype).max
-            lo = torch.where(part[..., None], boxes[:, None, :, :2], boxes.new_tensor(big))
-            hi = torch.where(part[..., None], boxes[:, None, :, 2:], boxes.new_tensor(-big))
-            boxes = torch.cat(
-                [
-                    torch.minimum(boxes[..., :2], lo.amin(dim=2)),
-                    torch.maximum(boxes[..., 2:], hi.amax(dim=2)),
-                ],
-                dim=-1,
-            )
-            valid = keep
+            # Each absorbed j goes to its strongest kept suppressor, with everything it owned.
+            first = torch.where(absorbed, by_kept.int().argmax(dim=1), arange)  # [B, j]
+            owner = first.gather(1, owner)
+            at_first = first[:, None, :]
+            part = absorbed & (iou.gather(1, at_first)[:, 0] < self.part_iou)
+            boxes = _grow(boxes, first, part)
+            # A segment (or a joined line) hands its span on to the survivor.
+            seg = absorbed & (segments.gather(1, at_first)[:, 0] | line)
+            span = _grow(span, first, seg)
+            line = (line & keep) | (torch.zeros_like(first).scatter_add(1, first, seg.long()) > 0)
+            alive = keep
             if not bool(part.any()):
                 break
-        return boxes, members
+        return boxes, owner, span, line & alive
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -385,28 +441,35 @@ class DifferentiableNMS(nn.Module):
         score, support = self.score(plan, m.hyp_score, row_u)
         alive = m.hyp_valid & (support > _TINY)
 
-        order = torch.where(alive, score, torch.full_like(score, -1.0)).argsort(1, descending=True)
-        fused = fused.gather(1, order[..., None].expand(-1, -1, 4))
-        alive, labels = alive.gather(1, order), m.hyp_label.gather(1, order)
-        plan = plan.gather(2, order[:, None, :].expand(-1, n, -1))
-        merged, members = self.merge(fused, labels, alive)
+        # Merge in score order, then map the result back to the columns' own order.
+        order = torch.where(alive, score, torch.full_like(score, -1.0))
+        order = order.argsort(dim=1, descending=True, stable=True)
+        s_merged, s_owner, s_span, s_line = self.merge(
+            fused.gather(1, order[..., None].expand(-1, -1, 4)),
+            m.hyp_label.gather(1, order),
+            alive.gather(1, order),
+        )
+        owner = _unsort(order.gather(1, s_owner), order)
+        merged = _unsort(s_merged, order[..., None].expand(-1, -1, 4))
+        span = _unsort(s_span, order[..., None].expand(-1, -1, 4))
+        line = _unsort(s_line, order)
+        survivor = alive & (owner == torch.arange(kk, device=owner.device))
 
         # Survivors take over their members' rows: fuse and score again on the summed columns.
-        plan = plan @ members.transpose(1, 2).to(plan.dtype)
-        fused = self.fuse(plan, boxes, merged, q)
-        row_u = row_u.gather(2, order[:, None, :].expand(-1, n, -1))
-        score, support = self.score(plan, m.hyp_score.gather(1, order), row_u)
-        keep = members.any(dim=2)
-        index = m.hyp_index.gather(1, order)
+        plan = torch.zeros_like(plan).scatter_add(2, owner[:, None, :].expand(-1, n, -1), plan)
+        fused = _line_span(self.fuse(plan, boxes, merged, q), span, line)
+        score, support = self.score(plan, m.hyp_score, row_u)
+        rank = torch.where(survivor, score, torch.full_like(score, -1.0))
+        rank = rank.argsort(dim=1, descending=True, stable=True)
         out = []
-        for i in range(bsz):
-            sel = keep[i]
+        for i, count in enumerate(survivor.sum(dim=1).tolist()):
+            sel = rank[i, :count]
             out.append(
                 Detections(
-                    boxes=fused[i][sel],
-                    scores=score[i][sel],
-                    labels=labels[i][sel],
-                    extra={"support": support[i][sel], "index": index[i][sel]},
+                    boxes=fused[i, sel],
+                    scores=score[i, sel],
+                    labels=m.hyp_label[i, sel],
+                    extra={"support": support[i, sel], "index": m.hyp_index[i, sel]},
                 )
             )
         return out
@@ -417,11 +480,81 @@ def _quality(scores_o2m: Tensor, quality: Tensor | None) -> Tensor:
     return scores_o2m.amax(dim=-1) if quality is None else quality
 
 
+def _iou_iomin(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """IoU and IoMin ``[..., N, M]`` of xyxy boxes ``[..., N, 4]`` and ``[..., M, 4]``.
+
+    One pairwise intersection: with areas ``A``, ``B`` and ``u = IoU``, the intersection is
+    ``u (A + B) / (1 + u)``.
+    """
+    iou = pairwise_iou(a, b)
+    area_a, area_b = box_area(a)[..., :, None], box_area(b)[..., None, :]
+    inter = iou * (area_a + area_b) / (1.0 + iou)
+    return iou, inter / torch.minimum(area_a, area_b).clamp(min=_AREA_EPS)
+
+
+def _greedy_keep(sup: Tensor, valid: Tensor) -> Tensor:
+    """Exact greedy-NMS survivors ``[B, K]`` of the relation ``sup [B, K, K]``.
+
+    ``sup[b, k, j]``: ``k`` (earlier, i.e. stronger) suppresses ``j``. A hypothesis survives when
+    it is valid and no survivor suppresses it. Iterated from ``keep = valid`` (Cluster-NMS):
+    pass ``t`` settles at least the ``t``-th strongest hypothesis, and in practice a handful of
+    passes settle all (the count is the longest chain of alternating suppressions).
+    """
+    keep = valid
+    for _ in range(sup.shape[1]):
+        new_keep = valid & ~(sup & keep[:, :, None]).any(dim=1)
+        if torch.equal(new_keep, keep):
+            break
+        keep = new_keep
+    return keep
+
+
+def _grow(boxes: Tensor, into: Tensor, part: Tensor) -> Tensor:
+    """Boxes ``[B, K, 4]`` where each ``part`` hypothesis ``j`` widens box ``into[b, j]``."""
+    big = torch.finfo(boxes.dtype).max
+    idx = into[..., None].expand(-1, -1, 2)
+    lo = torch.where(part[..., None], boxes[..., :2], boxes.new_tensor(big))
+    hi = torch.where(part[..., None], boxes[..., 2:], boxes.new_tensor(-big))
+    return torch.cat(
+        [
+            boxes[..., :2].scatter_reduce(1, idx, lo, "amin", include_self=True),
+            boxes[..., 2:].scatter_reduce(1, idx, hi, "amax", include_self=True),
+        ],
+        dim=-1,
+    )
+
+
+def _unsort(sorted_values: Tensor, order: Tensor) -> Tensor:
+    """Inverse of ``values.gather(1, order)``: ``out[b, order[b, j]] = sorted_values[b, j]``."""
+    return torch.empty_like(sorted_values).scatter_(1, order, sorted_values)
+
+
+def _line_span(fused: Tensor, joined: Tensor, line: Tensor) -> Tensor:
+    """Fused boxes ``[B, K, 4]`` of joined lines stretched along the line to ``joined``'s ends.
+
+    Where ``line [B, K]`` is set, the coordinates along the long axis of ``joined [B, K, 4]``
+    (the union of the line's segments) become the union of ``fused`` and ``joined``: the robust
+    fusion drops the rows of the end segments as outliers, yet their ends are the line's. The
+    coordinates across the line stay the robust fusion.
+    """
+    along_x = (joined[..., 2] - joined[..., 0]) >= (joined[..., 3] - joined[..., 1])
+    along = torch.stack([along_x, ~along_x, along_x, ~along_x], dim=-1) & line[..., None]
+    span = torch.cat(
+        [
+            torch.minimum(fused[..., :2], joined[..., :2]),
+            torch.maximum(fused[..., 2:], joined[..., 2:]),
+        ],
+        dim=-1,
+    )
+    return torch.where(along, span, fused)
+
+
 def _collinear(boxes: Tensor, aspect: float, align: float) -> Tensor:
     """``[B, K, K]`` bool: the two boxes are segments of one horizontal or vertical line.
 
     Both longer along the same axis, at least one ``long / short >= aspect``, aligned across
-    the axis (1-D IoMin of the cross-axis intervals ``>= align``) and overlapping along it.
+    the axis (1-D IoMin of the cross-axis intervals ``>= align``) and touching or overlapping
+    along it.
     """
     w = (boxes[..., 2] - boxes[..., 0]).clamp(min=1e-6)
     h = (boxes[..., 3] - boxes[..., 1]).clamp(min=1e-6)
@@ -433,7 +566,7 @@ def _collinear(boxes: Tensor, aspect: float, align: float) -> Tensor:
         inter_along = _interval_inter(boxes[..., along], boxes[..., along + 2])
         inter_across = _interval_inter(boxes[..., across], boxes[..., across + 2]).clamp(min=0)
         iomin = inter_across / torch.minimum(thick[:, :, None], thick[:, None, :])
-        out = out | (shape_ok & (inter_along > 0) & (iomin >= align))
+        out = out | (shape_ok & (inter_along >= 0) & (iomin >= align))
     return out
 
 

@@ -3,9 +3,11 @@
 They exercise the NMS methods without a network (tests and ``benchmarks/bench_nms.py``): each
 true defect gets a cluster of jittered candidates, long thin defects also get fragments
 (candidates that cover only part of the line), and the frame gets low-scoring clutter. The
-one-to-one scores come in two flavours: ``"trained"`` (one good member per defect scores high,
-as a trained o2o branch gives) and ``"noisy"`` (o2o is a weak, noisy copy of o2m, so several
-members per defect look like hypotheses).
+one-to-one scores come in three flavours: ``"trained"`` (one good member per defect scores
+high, as a trained o2o branch gives), ``"noisy"`` (o2o is a weak, noisy copy of o2m, so several
+members per defect look like hypotheses) and ``"untrained"`` (o2o knows nothing yet, as early in
+training or from a random init: every candidate and class scores 0.1-0.5, so every candidate is
+a hypothesis above the DNMS floor).
 
 Boxes are xyxy pixels; labels 0-based; all scores are probabilities.
 """
@@ -18,6 +20,8 @@ import torch
 from torch import Tensor
 
 from fabricnms.model.boxes import pairwise_iou
+
+O2O_FLAVOURS = ("trained", "noisy", "untrained")
 
 
 @dataclass
@@ -85,8 +89,8 @@ def simulate(
     20-50 % of the line), ``clutter`` background candidates, ``jitter`` the std of each
     coordinate as a fraction of the box side.
     """
-    if o2o not in ("trained", "noisy"):
-        raise ValueError(f"o2o must be 'trained' or 'noisy', got {o2o!r}")
+    if o2o not in O2O_FLAVOURS:
+        raise ValueError(f"o2o must be one of {', '.join(O2O_FLAVOURS)}, got {o2o!r}")
     boxes, owner, frag = [], [], []
     for g, box in enumerate(gt_boxes):
         x1, y1, x2, y2 = box.tolist()
@@ -149,8 +153,10 @@ def simulate(
             best = members[iou[members].topk(min(3, members.numel())).indices]
             pick = best[torch.randint(0, best.numel(), (1,), generator=gen)]
             o2o_s[pick, gt_labels[g]] = 0.6 + 0.35 * float(torch.rand(1, generator=gen))
-    else:
+    elif o2o == "noisy":
         o2o_s = o2m * (0.2 + 0.6 * torch.rand(n, 1, generator=gen))
+    else:
+        o2o_s = 0.1 + 0.4 * torch.rand(n, c, generator=gen)
 
     # Members of one defect share a prototype embedding; clutter embeddings are random.
     proto = torch.randn(len(gt_boxes) + n, embed_dim, generator=gen)
