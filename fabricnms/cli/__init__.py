@@ -75,3 +75,11 @@ app.command(
     help="Generate a procedural Tianchi round-1 release: fabric frames, defects, anno_train.json.",
     epilog="Example: fabricnms synth data/synth --images 1000 --workers 2 --seed 0",
 )(synth_cmd.synth)
+
+from fabricnms.cli import info as info_cmd  # noqa: E402
+
+app.command(
+    "info",
+    help="Detector size and cost: parameters per part and forward FLOPs at an input size.",
+    epilog="Example: fabricnms info --size 2464x1024 --classes 20 --json",
+)(info_cmd.info)

@@ -1,0 +1,87 @@
+"""``fabricnms info``: the detector's size (parameters) and cost (FLOPs) at an input size."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import typer
+
+from fabricnms.errors import FabricError
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*$")
+
+
+def parse_size(value: str) -> tuple[int, int]:
+    """``"1024"`` -> (1024, 1024); ``"WxH"`` -> (H, W). Both must be positive multiples of 32."""
+    match = _SIZE.match(value)
+    if not match:
+        raise FabricError(f"--size {value!r}: expected N or WxH, e.g. 1024 or 2464x1024")
+    w = int(match.group(1))
+    h = int(match.group(2)) if match.group(2) else w
+    if w <= 0 or h <= 0 or w % 32 or h % 32:
+        raise FabricError(f"--size {value!r}: width and height must be positive multiples of 32")
+    return h, w
+
+
+def _parse_strides(value: str) -> tuple[int, ...]:
+    try:
+        strides = tuple(sorted({int(s) for s in value.split(",") if s.strip()}))
+    except ValueError:
+        raise FabricError(f"--strides {value!r}: expected comma-separated integers") from None
+    if not strides or any(s not in (4, 8, 16, 32) for s in strides):
+        raise FabricError(f"--strides {value!r}: each stride must be one of 4, 8, 16, 32")
+    return strides
+
+
+def info(
+    classes: Annotated[
+        int, typer.Option("--classes", help="Number of defect classes.", min=1)
+    ] = 20,
+    size: Annotated[
+        str, typer.Option("--size", help="Input size N (square) or WxH, multiples of 32.")
+    ] = "1024",
+    width: Annotated[int, typer.Option("--width", help="Backbone base width.", min=4)] = 16,
+    strides: Annotated[
+        str, typer.Option("--strides", help="FPN strides, e.g. 8,16,32.")
+    ] = "8,16,32",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Build the detector and report parameters per part and forward FLOPs at --size."""
+    height, width_px = parse_size(size)
+    level_strides = _parse_strides(strides)
+
+    import torch
+
+    from fabricnms.log import console, print_json
+    from fabricnms.model.detector import Detector
+
+    torch.manual_seed(0)
+    model = Detector(classes, width=width, strides=level_strides)
+    stats = model.complexity(height, width_px)
+    locations = sum((height // s) * (width_px // s) for s in level_strides)
+    result = {
+        "config": model.config,
+        "params": stats["params"],
+        "params_by_part": stats["params_by_part"],
+        "flops": stats["flops"],
+        "gflops": round(stats["flops"] / 1e9, 3),
+        "input_size": {"height": height, "width": width_px},
+        "locations": locations,
+    }
+    if json_out:
+        print_json(result)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Detector at {width_px}x{height} (WxH), {classes} classes")
+    table.add_column("part")
+    table.add_column("parameters", justify="right")
+    for part, n in stats["params_by_part"].items():
+        table.add_row(part, f"{n:,}")
+    table.add_row("total", f"{stats['params']:,}", style="bold")
+    console.print(table)
+    console.print(
+        f"forward: {result['gflops']:.2f} GFLOPs (1 multiply-add = 2 FLOPs), "
+        f"{locations:,} locations at strides {', '.join(map(str, level_strides))}"
+    )
