@@ -7,7 +7,11 @@ The heavy names (``sinkhorn``, ``DifferentiableNMS``, ``Detector``) are resolved
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# Never phone home: albumentations checks PyPI for updates on import unless told not to.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 __version__ = "0.1.0"
 

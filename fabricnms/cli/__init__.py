@@ -12,6 +12,13 @@ from typing import Annotated
 import typer
 
 from fabricnms import __version__
+from fabricnms.cli import convert as convert_cmd
+from fabricnms.cli import eval as eval_cmd
+from fabricnms.cli import info as info_cmd
+from fabricnms.cli import predict as predict_cmd
+from fabricnms.cli import synth as synth_cmd
+from fabricnms.cli import train as train_cmd
+from fabricnms.cli import visualize as visualize_cmd
 from fabricnms.cli.app import STATE, FabricGroup
 
 app = typer.Typer(
@@ -52,34 +59,52 @@ def main() -> None:
     """Console-script entry point."""
     app()
 
-from fabricnms.cli import convert as convert_cmd  # noqa: E402
 
-app.command(
-    "convert",
-    help="Convert Tianchi release folders (anno_train.json) to COCO train/val + dataset.yaml.",
-    epilog="Example: fabricnms convert data/train1 data/train2 data/coco --classes 20",
-)(convert_cmd.convert)
+_COMMANDS = (
+    (
+        "synth",
+        synth_cmd.synth,
+        "Generate a procedural Tianchi round-1 release: fabric frames, defects, anno_train.json.",
+        "fabricnms synth data/synth --images 1000 --workers 2 --seed 0",
+    ),
+    (
+        "convert",
+        convert_cmd.convert,
+        "Convert Tianchi release folders (anno_train.json) to COCO train/val + dataset.yaml.",
+        "fabricnms convert data/train1 data/train2 data/coco --classes 20",
+    ),
+    (
+        "train",
+        train_cmd.train,
+        "Train the detector (differentiable NMS in the loss); writes runs/train/NAME/.",
+        "fabricnms train --data data/coco/dataset.yaml --epochs 30 --tile 640",
+    ),
+    (
+        "eval",
+        eval_cmd.eval_cmd,
+        "Evaluate a checkpoint: COCO 12 stats, per-class AP, Tianchi score.",
+        "fabricnms eval --weights runs/train/train/weights/best.pt --split val",
+    ),
+    (
+        "predict",
+        predict_cmd.predict,
+        "Detect defects in frames or a roll; writes runs/predict/NAME/ (results, overlays, "
+        "roll report).",
+        "fabricnms predict roll_scans/ --px-per-mm 2 --max-points 28",
+    ),
+    (
+        "visualize",
+        visualize_cmd.visualize,
+        "Draw ground truth and/or predictions on frames; writes runs/visualize/NAME/.",
+        "fabricnms visualize frames/ --annotations anno_train.json --grid 16",
+    ),
+    (
+        "info",
+        info_cmd.info,
+        "Detector size and cost: parameters per part and forward FLOPs at an input size.",
+        "fabricnms info --size 2464x1024 --classes 20 --json",
+    ),
+)
 
-from fabricnms.cli import visualize as visualize_cmd  # noqa: E402
-
-app.command(
-    "visualize",
-    help="Draw ground truth and/or predictions on frames; writes runs/visualize/NAME/.",
-    epilog="Example: fabricnms visualize frames/ --annotations anno_train.json --grid 16",
-)(visualize_cmd.visualize)
-
-from fabricnms.cli import synth as synth_cmd  # noqa: E402
-
-app.command(
-    "synth",
-    help="Generate a procedural Tianchi round-1 release: fabric frames, defects, anno_train.json.",
-    epilog="Example: fabricnms synth data/synth --images 1000 --workers 2 --seed 0",
-)(synth_cmd.synth)
-
-from fabricnms.cli import info as info_cmd  # noqa: E402
-
-app.command(
-    "info",
-    help="Detector size and cost: parameters per part and forward FLOPs at an input size.",
-    epilog="Example: fabricnms info --size 2464x1024 --classes 20 --json",
-)(info_cmd.info)
+for _name, _func, _help, _example in _COMMANDS:
+    app.command(_name, help=_help, epilog=f"Example: {_example}")(_func)

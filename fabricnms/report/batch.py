@@ -7,7 +7,6 @@ overlays each. Existing overlays are kept (resume) unless ``overwrite``.
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 from collections.abc import Callable
@@ -18,9 +17,9 @@ import cv2
 import numpy as np
 
 from fabricnms.data.classes import class_names as default_class_names
-from fabricnms.data.images import is_image_file
+from fabricnms.engine.sources import discover_frames
 from fabricnms.errors import FabricError
-from fabricnms.io import atomic_write_bytes, natural_key
+from fabricnms.io import atomic_write_bytes
 from fabricnms.log import get_logger
 from fabricnms.report.labels import FrameLabels, LabelSet
 from fabricnms.report.overlay import (
@@ -41,23 +40,9 @@ JPEG_QUALITY = 92
 
 
 def resolve_sources(source: str) -> list[Path]:
-    """An image file, a folder (searched recursively) or a glob -> image paths, natural order."""
-    path = Path(source)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        found = [p for p in path.rglob("*") if p.is_file() and is_image_file(p)]
-    elif glob.has_magic(source):
-        found = [
-            Path(p)
-            for p in glob.glob(source, recursive=True)
-            if Path(p).is_file() and is_image_file(Path(p))
-        ]
-    else:
-        raise FabricError(f"{source}: no such file, folder or pattern")
-    if not found:
-        raise FabricError(f"{source}: no images found")
-    return sorted(found, key=lambda p: natural_key(str(p)))
+    """An image file, a folder (searched recursively), a glob or a ``.txt`` list -> image
+    paths, natural order (:func:`fabricnms.engine.sources.discover_frames`)."""
+    return discover_frames([source], recursive=True)
 
 
 def output_names(paths: list[Path]) -> list[str]:
@@ -139,7 +124,8 @@ def render_frame(
     return (out.copy() if out is image else out), counts
 
 
-def _write_jpeg(path: Path, image: np.ndarray) -> None:
+def write_jpeg(path: Path, image: np.ndarray) -> None:
+    """Encode a BGR ``image`` as JPEG (quality :data:`JPEG_QUALITY`) and write it atomically."""
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise FabricError(f"{path}: could not encode the overlay")
@@ -176,7 +162,7 @@ def visualize_batch(
     def flush_sheet() -> None:
         if sheet:
             path = out_dir / "grid" / f"sheet_{len(summary.sheets) + 1:03d}.jpg"
-            _write_jpeg(path, contact_sheet(sheet, math.ceil(math.sqrt(grid)), SHEET_CELL_W))
+            write_jpeg(path, contact_sheet(sheet, math.ceil(math.sqrt(grid)), SHEET_CELL_W))
             summary.sheets.append(path)
             sheet.clear()
 
@@ -198,7 +184,7 @@ def visualize_batch(
                 drawn, counts = render_frame(image, gt, pred, mode, class_names, iou_threshold)
                 for k, v in counts.items():
                     summary.outcomes[k] += v
-                _write_jpeg(target, drawn)
+                write_jpeg(target, drawn)
                 summary.drawn += 1
         if grid and drawn is not None:
             sheet.append((src.name, fit(drawn, SHEET_CELL_W, SHEET_CELL_W)))

@@ -1,0 +1,357 @@
+"""``fabricnms predict``: detections for every frame, overlays and a roll report."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from fabricnms.engine.predict import FrameEvent
+
+#: Runs of at most this many frames print one line per frame; larger ones show a progress bar.
+PER_FRAME_LINES_MAX = 50
+_OUT = "Output"
+_ROLL = "Roll report"
+_DET = "Detection"
+
+
+class Grading(str, Enum):
+    """Textile grading system of the roll report."""
+
+    four = "4"
+    ten = "10"
+
+
+def _formats(value: str) -> list[str]:
+    from fabricnms.engine.writers import FORMATS
+
+    items = [v.strip().lower() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in FORMATS]
+    if bad or not items:
+        raise typer.BadParameter(f"{value!r}: expected a comma list of {', '.join(FORMATS)}")
+    return list(dict.fromkeys(items))
+
+
+def predict(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="Image files, folders, glob patterns or .txt lists of image paths "
+            "(JPEG, PNG, BMP, TIFF; 8/16-bit; grey or colour).",
+            show_default=False,
+        ),
+    ],
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="Checkpoint (default: the shipped model fabricnms/weights/default.pt).",
+            dir_okay=False,
+            rich_help_panel=_DET,
+        ),
+    ] = None,
+    conf: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Keep detections scoring at least this (use 0.001 for a COCO mAP submission).",
+            rich_help_panel=_DET,
+        ),
+    ] = 0.25,
+    nms: Annotated[
+        str,
+        typer.Option(help="Postprocess: dnms, greedy, soft or none.", rich_help_panel=_DET),
+    ] = "dnms",
+    max_det: Annotated[
+        int, typer.Option(min=1, help="Detections kept per frame.", rich_help_panel=_DET)
+    ] = 300,
+    tile: Annotated[
+        int,
+        typer.Option(
+            min=64,
+            max=8192,
+            help="Tile size in frame pixels (overlapping tiles).",
+            rich_help_panel=_DET,
+        ),
+    ] = 1024,
+    overlap: Annotated[
+        float,
+        typer.Option(min=0.0, max=0.9, help="Tile overlap ratio.", rich_help_panel=_DET),
+    ] = 0.2,
+    batch: Annotated[
+        int, typer.Option(min=1, help="Tiles per forward pass.", rich_help_panel=_DET)
+    ] = 4,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.", rich_help_panel=_DET)] = "auto",
+    recursive: Annotated[
+        bool,
+        typer.Option("--recursive", "-r", help="Search subfolders of folder sources and ** globs."),
+    ] = False,
+    shard: Annotated[
+        str,
+        typer.Option(
+            help="Process shard i of n (0-based, e.g. 0/4 ... 3/4): a contiguous block of the "
+            "natural-sorted frames, so a scheduler can fan out a large job.",
+            show_default=False,
+        ),
+    ] = "",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Exact output folder (instead of runs/predict/NAME[N]).",
+            file_okay=False,
+            rich_help_panel=_OUT,
+        ),
+    ] = None,
+    project: Annotated[
+        Path, typer.Option(help="Root folder of all runs.", rich_help_panel=_OUT)
+    ] = Path("runs"),
+    name: Annotated[
+        str, typer.Option(help="Run name: runs/predict/NAME, NAME2, ...", rich_help_panel=_OUT)
+    ] = "predict",
+    formats: Annotated[
+        str,
+        typer.Option(
+            "--format", help="Result files: any of coco,tianchi,csv.", rich_help_panel=_OUT
+        ),
+    ] = "coco,tianchi,csv",
+    overlays: Annotated[
+        bool | None,
+        typer.Option(
+            "--overlays/--no-overlays",
+            help="Draw detections on every frame into overlays/ "
+            "(default: on for runs of at most 200 frames).",
+            show_default=False,
+            rich_help_panel=_OUT,
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --out DIR, skipping frames already written.",
+            rich_help_panel=_OUT,
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the run summary as JSON on stdout.", rich_help_panel=_OUT
+        ),
+    ] = False,
+    roll: Annotated[
+        bool | None,
+        typer.Option(
+            "--roll/--no-roll",
+            help="Treat the frames as one roll, top to bottom in file-name order, and write "
+            "roll_report.json/.html (default: on when the only source is a folder and no "
+            "--shard is given).",
+            show_default=False,
+            rich_help_panel=_ROLL,
+        ),
+    ] = None,
+    px_per_mm: Annotated[
+        float | None,
+        typer.Option(
+            min=1e-6,
+            help="Camera scale on the fabric, pixels per mm (default: 2.0, the Tianchi "
+            "2446x1000 frames' 0.5 mm/px). Given, or with a roll report, the CSV gets mm columns.",
+            show_default=False,
+            rich_help_panel=_ROLL,
+        ),
+    ] = None,
+    grading: Annotated[
+        Grading,
+        typer.Option(help="Grading system: 4-point or 10-point.", rich_help_panel=_ROLL),
+    ] = Grading.four,
+    max_points: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Acceptance limit in points per 100 yd² (default: 40 for 4-point; 10-point "
+            "uses 100 points per 100 linear yd).",
+            show_default=False,
+            rich_help_panel=_ROLL,
+        ),
+    ] = None,
+    fail_exit_code: Annotated[
+        bool,
+        typer.Option(
+            "--fail-exit-code", help="Exit with code 3 when the roll FAILs.", rich_help_panel=_ROLL
+        ),
+    ] = False,
+) -> None:
+    """Detect defects in every frame; write COCO/Tianchi/CSV results, overlays, a roll report.
+
+    Exit codes: 0 done (unreadable frames are skipped and listed), 1 error or no frame could be
+    read, 2 usage error, 3 roll FAIL with --fail-exit-code.
+    """
+    import cv2
+
+    from fabricnms.engine.predict import PredictConfig, run_predict
+    from fabricnms.log import console, print_json
+    from fabricnms.report.calibration import DEFAULT_PX_PER_MM
+
+    # decode errors are reported per frame, not as OpenCV log lines
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    if resume and out is None:
+        raise typer.BadParameter(
+            "needs --out DIR, the folder of the run to continue", param_hint="--resume"
+        )
+    cfg = PredictConfig(
+        sources=list(sources),
+        weights="" if weights is None else str(weights),
+        conf=conf,
+        nms=nms,
+        max_det=max_det,
+        tile=tile,
+        overlap=overlap,
+        batch=batch,
+        device=device,
+        formats=_formats(formats),
+        overlays=overlays,
+        recursive=recursive,
+        shard=shard,
+        roll=roll,
+        px_per_mm=DEFAULT_PX_PER_MM if px_per_mm is None else px_per_mm,
+        calibrated=px_per_mm is not None,
+        grading=grading.value,
+        max_points=max_points,
+    )
+    with _FrameReporter() as reporter:
+        result = run_predict(
+            cfg, project=project, name=name, out=out, resume=resume, on_frame=reporter
+        )
+    if as_json:
+        print_json(result.summary)
+    render_summary(result.summary)
+    console.print(f"Results saved to {result.out_dir.resolve()}", markup=False, soft_wrap=True)
+    if fail_exit_code and result.verdict == "FAIL":
+        raise typer.Exit(3)
+
+
+class _FrameReporter:
+    """One line per frame for small runs; a progress bar (TTY) or a line per 10 % otherwise.
+    Skipped frames are always reported; with ``--quiet`` nothing else is."""
+
+    def __init__(self) -> None:
+        import logging
+
+        from fabricnms.log import get_logger
+
+        self.quiet = not get_logger().isEnabledFor(logging.INFO)
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _FrameReporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, event: FrameEvent) -> None:
+        from fabricnms.log import console
+
+        if event.error is not None or (event.total <= PER_FRAME_LINES_MAX and not self.quiet):
+            console.print(frame_line(event), markup=False, soft_wrap=True, highlight=False)
+        if event.total <= PER_FRAME_LINES_MAX or self.quiet:
+            return
+        if console.is_terminal:
+            if self.progress is None:
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TimeRemainingColumn,
+                )
+
+                self.progress = Progress(
+                    "predict",
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeRemainingColumn(),
+                    console=console,
+                    transient=True,
+                )
+                self.progress.start()
+                self.task = self.progress.add_task("predict", total=event.total)
+            self.progress.update(self.task, completed=event.index)
+        elif event.index % max(1, event.total // 10) == 0 or event.index == event.total:
+            console.print(f"{event.index}/{event.total} frames", markup=False)
+
+
+def frame_line(event: FrameEvent) -> str:
+    """``i/N path WxH: <counts or "no defects">, t ms`` (or ``i/N skipped: <reason>``)."""
+    if event.error is not None:
+        return f"{event.index}/{event.total} skipped: {event.error}"
+    if event.counts:
+        found = ", ".join(f"{n} {c}" for c, n in sorted(event.counts.items()))
+    else:
+        found = "no defects"
+    size = f"{event.width}x{event.height}"
+    return f"{event.index}/{event.total} {event.path} {size}: {found}, {event.ms:.1f} ms"
+
+
+def render_summary(summary: dict[str, Any], max_listed: int = 10) -> None:
+    """Frames, defects per class, speed, skipped frames and the roll verdict, on stderr."""
+    from fabricnms.log import console
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, soft_wrap=True, highlight=False)
+
+    extra = [f"{len(summary['skipped'])} skipped"] if summary["skipped"] else []
+    if summary["resumed"]:
+        extra.append(f"{summary['resumed']} done before (resumed)")
+    if summary["shard"]:
+        extra.append(f"shard {summary['shard']} of {summary['discovered']} frames")
+    by_class = ", ".join(f"{c} {n}" for c, n in summary["defects_by_class"].items())
+    say(
+        f"{summary['processed']} frames"
+        + (f" ({', '.join(extra)})" if extra else "")
+        + f": {summary['frames_with_defects']} with defects, {summary['detections']} defects"
+        + (f": {by_class}" if by_class else "")
+    )
+    if summary["processed"]:
+        ms = summary["ms_per_frame"]
+        speed = (
+            f"Speed per frame: {ms['preprocess']:.1f} ms preprocess, {ms['inference']:.1f} ms "
+            f"inference, {ms['postprocess']:.1f} ms postprocess, {ms['write']:.1f} ms write "
+            f"(tile {summary['tile']}, {summary['device']}); "
+            f"{summary['frames_per_second']:.2f} frames/s end to end"
+        )
+        if summary["metres_per_minute"] is not None:
+            speed += f", {summary['metres_per_minute']:.2f} m of fabric/min"
+        say(speed)
+    if summary["skipped"]:
+        say(f"Skipped {len(summary['skipped'])} unreadable frame(s):")
+        for item in summary["skipped"][:max_listed]:
+            say(f"  {item['error']}")
+        if len(summary["skipped"]) > max_listed:
+            say(f"  ... all listed in {Path(summary['out_dir']) / 'summary.json'}")
+    roll = summary["roll"]
+    if roll is not None:
+        from fabricnms.report.grading import LIMIT_UNIT_LABELS
+
+        unit = LIMIT_UNIT_LABELS.get(roll["limit_unit"], roll["limit_unit"])
+        also = (
+            ""
+            if roll["limit_unit"] == "100yd2"
+            else f"; {roll['points_per_100_yd2']:g} per 100 yd²"
+        )
+        say(
+            f"Roll: {roll['verdict']}, {roll['score']:g} points per {unit} "
+            f"(limit {roll['limit']:g}, {roll['system']} grading{also}), "
+            f"{roll['defects']} defects over {roll['length_m']:g} m"
+        )
+    names = [
+        Path(p).name + ("/" if k == "overlays" else "")
+        for k, p in sorted(summary["outputs"].items())
+        if k != "journal"
+    ]
+    if names:
+        say("Wrote " + ", ".join(names))

@@ -1,0 +1,131 @@
+"""``fabricnms eval`` as a function: find the weights and data, evaluate, save the run.
+
+Writes ``runs/eval/<name>[N]/``: ``eval.json`` (everything printed), ``results.json`` (COCO
+results list: ``bbox`` xywh px, ``category_id`` 1-based) and ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+from fabricnms.config import DataSpec, EvalConfig, config_to_yaml, load_data_yaml
+from fabricnms.data.coco import load_coco
+from fabricnms.data.dataset import frames_from_coco
+from fabricnms.engine.checkpoint import load_detector
+from fabricnms.engine.evaluate import EvalReport, evaluate_frames
+from fabricnms.engine.runtime import resolve_device
+from fabricnms.engine.tiling import TileSettings
+from fabricnms.errors import FabricError
+from fabricnms.io import atomic_write_json, atomic_write_text, increment_run_dir
+from fabricnms.log import console, get_logger
+
+log = get_logger("eval")
+
+#: The model shipped with the package, used when no training run exists.
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "default.pt"
+
+
+@dataclass
+class EvalRun:
+    """An evaluation and where it was saved."""
+
+    report: EvalReport
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def resolve_weights(weights: str, project: Path) -> Path:
+    """``weights`` if given, else the newest ``project/train/*/weights/best.pt``, else the
+    shipped default model; a one-line error saying what to pass when none exists."""
+    if weights:
+        return Path(weights)
+    runs = sorted((project / "train").glob("*/weights/best.pt"), key=lambda p: p.stat().st_mtime)
+    if runs:
+        return runs[-1]
+    if DEFAULT_WEIGHTS.is_file():
+        return DEFAULT_WEIGHTS
+    raise FabricError(
+        f"no weights: no {project / 'train'}/*/weights/best.pt and no shipped default model; "
+        "pass --weights PATH"
+    )
+
+
+def resolve_data(data: str, meta: dict[str, Any]) -> DataSpec:
+    """``data`` if given, else the dataset the checkpoint was trained on."""
+    if data:
+        return load_data_yaml(data)
+    stored = meta.get("data")
+    if stored and Path(stored).is_file():
+        return load_data_yaml(stored)
+    where = f" (the checkpoint's {stored} does not exist)" if stored else ""
+    raise FabricError(f"no dataset{where}: pass --data OUT/dataset.yaml")
+
+
+def run_eval(cfg: EvalConfig, project: str | Path = "runs", name: str = "eval") -> EvalRun:
+    """Evaluate ``cfg.weights`` on ``cfg.split`` of ``cfg.data`` and save ``runs/eval/<name>``."""
+    project = Path(project)
+    weights = resolve_weights(cfg.weights, project)
+    device = resolve_device(cfg.device)
+    model, meta = load_detector(weights, device)
+    spec = resolve_data(cfg.data, meta)
+    names = list(meta["class_names"])
+    if names != list(spec.names):
+        raise FabricError(
+            f"{weights}: the checkpoint's {len(names)} classes ({', '.join(names[:3])}, ...) "
+            f"differ from {spec.yaml_path}'s {spec.nc} ({', '.join(spec.names[:3])}, ...)"
+        )
+    gt_path = spec.split_path(cfg.split)
+    gt = load_coco(gt_path)
+    frames = frames_from_coco(gt, spec.image_root, spec.nc)
+    if not frames:
+        raise FabricError(f"{gt_path}: the {cfg.split} split has no images")
+    settings = TileSettings(
+        tile=cfg.tile,
+        overlap=cfg.overlap,
+        batch=cfg.batch,
+        nms=cfg.nms,
+        conf=cfg.conf,
+        max_det=cfg.max_det,
+    )
+    with Progress(
+        "eval", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+    ) as progress:
+        task = progress.add_task("eval", total=len(frames))
+        report = evaluate_frames(
+            model,
+            frames,
+            gt,
+            spec.names,
+            settings,
+            acc_conf=cfg.acc_conf,
+            device=device,
+            on_frame=lambda _i: progress.advance(task),
+        )
+    if not report.instances.sum():
+        log.warning(
+            "%s: the %s split has no labelled defects: mAP is 0 and the COCO stats are -1; "
+            "only the frame accuracy is meaningful",
+            gt_path,
+            cfg.split,
+        )
+    resolved = dataclasses.replace(cfg, weights=str(weights), data=str(spec.yaml_path))
+    run_dir = increment_run_dir(project / "eval", name)
+    atomic_write_json(run_dir / "results.json", report.results, indent=None)
+    atomic_write_text(run_dir / "config.yaml", config_to_yaml(resolved))
+    summary = {
+        "weights": str(weights.resolve()),
+        "data": str(spec.yaml_path),
+        "split": cfg.split,
+        "nms": cfg.nms,
+        "ground_truth": str(gt_path),
+        "run_dir": str(run_dir.resolve()),
+        "results_file": str((run_dir / "results.json").resolve()),
+        **report.as_dict(),
+    }
+    atomic_write_json(run_dir / "eval.json", summary)
+    return EvalRun(report=report, run_dir=run_dir, summary=summary)

@@ -1,0 +1,168 @@
+"""Evaluate a detector on a COCO split: tiled full frames, the predict postprocess, three metrics.
+
+The same :func:`fabricnms.engine.tiling.detect_frames` path as ``predict`` produces the
+detections; they are scored with pycocotools (the 12 summary numbers and per-class
+AP/AP50/AP75, via :func:`fabricnms.data.coco.coco_eval`) and with the Tianchi metric
+(:mod:`fabricnms.engine.metrics`). Used by ``fabricnms eval`` and by validation during training.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from fabricnms.data.coco import STAT_KEYS, CocoEvalResult, coco_eval
+from fabricnms.data.dataset import FrameRecord, read_frame
+from fabricnms.engine.metrics import FrameBoxes, TianchiResult, tianchi_metrics
+from fabricnms.engine.tiling import TileSettings, detect_frames
+from fabricnms.model.types import Detections
+
+
+@dataclass
+class EvalReport:
+    """Everything one evaluation produced. ``results`` is the COCO results list."""
+
+    coco: CocoEvalResult
+    tianchi: TianchiResult
+    results: list[dict[str, Any]]
+    names: tuple[str, ...]
+    num_frames: int
+    num_defective_frames: int
+    instances: np.ndarray  # [C] ground-truth boxes per class
+    images_per_class: np.ndarray  # [C] frames containing the class
+    seconds: float
+
+    def class_rows(self) -> list[dict[str, Any]]:
+        """Per-class table rows: boxes, images, COCO AP/AP50/AP75, Tianchi AP (-1: no GT)."""
+        rows = []
+        for c, name in enumerate(self.names):
+            coco = self.coco.per_category.get(c + 1, {"AP": -1.0, "AP50": -1.0, "AP75": -1.0})
+            tianchi = self.tianchi.ap[c]
+            rows.append(
+                {
+                    "class": name,
+                    "category_id": c + 1,
+                    "images": int(self.images_per_class[c]),
+                    "boxes": int(self.instances[c]),
+                    "AP": coco["AP"],
+                    "AP50": coco["AP50"],
+                    "AP75": coco["AP75"],
+                    "tianchi_AP": -1.0 if np.isnan(tianchi).any() else float(tianchi.mean()),
+                }
+            )
+        return rows
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (COCO stats with faster-coco-eval key names)."""
+        return {
+            "frames": self.num_frames,
+            "defective_frames": self.num_defective_frames,
+            "detections": len(self.results),
+            "seconds": round(self.seconds, 3),
+            "frames_per_second": self.num_frames / self.seconds if self.seconds > 0 else None,
+            "coco": self.coco.as_dict(),
+            "tianchi": self.tianchi.as_dict(self.names),
+            "per_class": self.class_rows(),
+        }
+
+    def flat_metrics(self) -> dict[str, float]:
+        """Scalar metrics for ``metrics.csv`` (prefixed ``val_``)."""
+        out = {
+            "val_tianchi_score": self.tianchi.score,
+            "val_tianchi_mAP": self.tianchi.map,
+            "val_acc": self.tianchi.acc,
+        }
+        stats = dict(zip(STAT_KEYS, self.coco.stats, strict=True))
+        out["val_AP_50_95"] = stats["AP_all"]
+        out["val_AP_50"] = stats["AP_50"]
+        out["val_AR_100"] = stats["AR_third"]
+        return out
+
+
+def detections_to_coco(image_id: int, det: Detections) -> list[dict[str, Any]]:
+    """COCO results rows of one frame: ``bbox`` xywh float px, ``category_id`` 1-based."""
+    boxes = det.boxes.detach().cpu().double().tolist()
+    scores = det.scores.detach().cpu().double().tolist()
+    labels = det.labels.detach().cpu().tolist()
+    return [
+        {
+            "image_id": int(image_id),
+            "category_id": int(label) + 1,
+            "bbox": [x1, y1, x2 - x1, y2 - y1],
+            "score": float(score),
+        }
+        for (x1, y1, x2, y2), score, label in zip(boxes, scores, labels, strict=True)
+    ]
+
+
+def _as_frame_boxes(det: Detections) -> FrameBoxes:
+    return FrameBoxes(
+        boxes=det.boxes.detach().cpu().double().numpy().reshape(-1, 4),
+        labels=det.labels.detach().cpu().numpy().reshape(-1),
+        scores=det.scores.detach().cpu().double().numpy().reshape(-1),
+    )
+
+
+def evaluate_frames(
+    model: torch.nn.Module,
+    frames: Sequence[FrameRecord],
+    gt_coco: dict[str, Any],
+    names: Sequence[str],
+    settings: TileSettings,
+    acc_conf: float = 0.3,
+    device: torch.device | str = "cpu",
+    on_frame: Callable[[int], None] | None = None,
+) -> EvalReport:
+    """Run tiled detection on ``frames`` and score it against ``gt_coco`` (validated COCO dict).
+
+    ``on_frame(i)`` is called after each frame (progress display). ``gt_coco`` may list more
+    images than ``frames`` (a capped validation); COCO metrics then use only evaluated images.
+    """
+    start = time.perf_counter()
+    images = (read_frame(f) for f in frames)
+    results: list[dict[str, Any]] = []
+    preds: list[FrameBoxes] = []
+    detections = detect_frames(model, images, settings, device)
+    for i, (frame, det) in enumerate(zip(frames, detections, strict=True)):
+        det = det.to("cpu")
+        results.extend(detections_to_coco(frame.image_id, det))
+        preds.append(_as_frame_boxes(det))
+        if on_frame is not None:
+            on_frame(i)
+    seconds = time.perf_counter() - start
+    gts = [FrameBoxes(boxes=f.boxes.astype(np.float64), labels=f.labels) for f in frames]
+    nc = len(names)
+    tianchi = tianchi_metrics(gts, preds, nc, acc_conf=acc_conf)
+    coco = coco_eval(_restrict(gt_coco, {f.image_id for f in frames}), results)
+    instances = np.zeros(nc, dtype=np.int64)
+    images_per_class = np.zeros(nc, dtype=np.int64)
+    for f in frames:
+        np.add.at(instances, f.labels, 1)
+        images_per_class[np.unique(f.labels)] += 1
+    return EvalReport(
+        coco=coco,
+        tianchi=tianchi,
+        results=results,
+        names=tuple(names),
+        num_frames=len(frames),
+        num_defective_frames=sum(1 for f in frames if len(f.labels)),
+        instances=instances,
+        images_per_class=images_per_class,
+        seconds=seconds,
+    )
+
+
+def _restrict(coco: dict[str, Any], image_ids: set[int]) -> dict[str, Any]:
+    """The COCO document limited to ``image_ids`` (unchanged when it has no other images)."""
+    if all(im["id"] in image_ids for im in coco["images"]):
+        return coco
+    return {
+        **coco,
+        "images": [im for im in coco["images"] if im["id"] in image_ids],
+        "annotations": [a for a in coco["annotations"] if a["image_id"] in image_ids],
+    }

@@ -1,0 +1,152 @@
+"""Tiled full-frame inference, shared by ``eval``, training validation and ``predict``.
+
+A frame of any size is cut into overlapping ``tile x tile`` windows (the last window of a row
+or column is aligned to the frame border; a frame smaller than the tile is one window), each
+window is padded to a multiple of 32 by mirroring, windows are batched through the detector
+(across consecutive frames), :func:`~fabricnms.model.postprocess.select_candidates` runs per
+window, the candidates are shifted to frame coordinates, concatenated per frame and suppressed
+ONCE per frame, so a defect crossing a tile border (a long warp line) comes out as one
+detection. Output boxes are xyxy frame pixels, labels 0-based.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fabricnms.data.dataset import pad_to
+from fabricnms.model.types import Detections
+
+STRIDE_MULTIPLE = 32
+
+
+@dataclass(frozen=True)
+class TileSettings:
+    """Tiling and postprocess settings (pixels of the frame)."""
+
+    tile: int = 1024
+    overlap: float = 0.2
+    batch: int = 4
+    nms: str = "dnms"
+    conf: float = 0.001
+    max_det: int = 300
+    max_candidates: int = 1000
+    score_floor: float = 0.01
+
+
+def _starts(length: int, tile: int, step: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - tile) / step) + 1
+    starts = [min(i * step, length - tile) for i in range(count)]
+    return sorted(set(starts))
+
+
+def tile_windows(
+    width: int, height: int, tile: int, overlap: float
+) -> list[tuple[int, int, int, int]]:
+    """Windows ``(x0, y0, x1, y1)`` (xyxy frame px, exclusive end) covering the frame.
+
+    Neighbouring windows overlap by at least ``overlap * tile`` pixels; windows never leave
+    the frame, so a window is ``min(tile, width) x min(tile, height)``.
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"empty frame {width}x{height}")
+    step = max(1, round(tile * (1.0 - overlap)))
+    tw, th = min(tile, width), min(tile, height)
+    return [
+        (x0, y0, x0 + tw, y0 + th)
+        for y0 in _starts(height, tile, step)
+        for x0 in _starts(width, tile, step)
+    ]
+
+
+def padded_size(width: int, height: int) -> tuple[int, int]:
+    """``(width, height)`` rounded up to multiples of 32 (what the detector accepts)."""
+    up = STRIDE_MULTIPLE
+    return -(-width // up) * up, -(-height // up) * up
+
+
+@dataclass
+class _FrameState:
+    width: int
+    height: int
+    pending: int
+    candidates: list = field(default_factory=list)
+
+
+def detect_frames(
+    model: torch.nn.Module,
+    images: Iterable[np.ndarray],
+    settings: TileSettings,
+    device: torch.device | str = "cpu",
+) -> Iterator[Detections]:
+    """Detect defects in each ``[H, W, 3]`` uint8 RGB frame; yields one result per frame, in order.
+
+    Streaming: at most one batch of windows and the candidates of unfinished frames are held.
+    ``model`` must be in eval mode; inference runs under ``torch.inference_mode``.
+    """
+    from fabricnms.model.postprocess import concat_candidates, select_candidates, suppress
+
+    device = torch.device(device)
+    frames: list[_FrameState] = []
+    crops: list[np.ndarray] = []
+    owners: list[tuple[_FrameState, int, int]] = []
+
+    def flush() -> None:
+        if not crops:
+            return
+        batch = torch.from_numpy(np.stack(crops)).to(device)
+        batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
+        with torch.inference_mode():
+            cands = select_candidates(model(batch), settings.max_candidates, settings.score_floor)
+        for cand, (state, x0, y0) in zip(cands, owners, strict=True):
+            state.candidates.append(cand.shifted(float(x0), float(y0)))
+            state.pending -= 1
+        crops.clear()
+        owners.clear()
+
+    def finish(state: _FrameState) -> Detections:
+        merged = concat_candidates(state.candidates)
+        with torch.inference_mode():
+            det = suppress([merged], settings.nms, settings.conf, settings.max_det)[0]
+        return clip_detections(det, state.width, state.height)
+
+    for image in images:
+        height, width = image.shape[:2]
+        windows = tile_windows(width, height, settings.tile, settings.overlap)
+        state = _FrameState(width=width, height=height, pending=len(windows))
+        frames.append(state)
+        for x0, y0, x1, y1 in windows:
+            pw, ph = padded_size(x1 - x0, y1 - y0)
+            crop = pad_to(np.ascontiguousarray(image[y0:y1, x0:x1]), ph, pw)
+            if crops and crops[0].shape != crop.shape:
+                flush()
+            crops.append(crop)
+            owners.append((state, x0, y0))
+            if len(crops) >= settings.batch:
+                flush()
+        while frames and frames[0].pending == 0:
+            yield finish(frames.pop(0))
+    flush()
+    for state in frames:
+        yield finish(state)
+
+
+def clip_detections(det: Detections, width: int, height: int) -> Detections:
+    """Clip boxes to the frame and drop those left without area (they lay in the padding)."""
+    from fabricnms.model.boxes import clip_boxes
+
+    boxes = clip_boxes(det.boxes, float(width), float(height))
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return Detections(
+        boxes=boxes[keep],
+        scores=det.scores[keep],
+        labels=det.labels[keep],
+        masks=None if det.masks is None else det.masks[keep],
+        extra={k: v[keep] for k, v in det.extra.items()},
+    )

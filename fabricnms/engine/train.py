@@ -1,0 +1,570 @@
+"""The training loop: windows -> Detector.loss -> AdamW, validation through the eval path.
+
+One call to :func:`train` runs (or resumes) a run in ``runs/train/<name>[N]/``:
+
+- ``weights/last.pt`` at the end of every epoch and ``weights/best.pt`` when the selection
+  metric (``val_tianchi_score``) improves, both atomic; ``weights/epoch<N>.pt`` every
+  ``save_period`` epochs;
+- ``config.yaml`` (the resolved :class:`~fabricnms.config.TrainConfig`), ``metrics.csv`` and
+  ``loss.png`` / ``metrics.png``.
+
+Resuming is exact on CPU: the window order is a function of ``(seed, epoch)``, every sample is a
+function of its key, and model, EMA, optimizer, scheduler, scaler and RNG states come back from
+``last.pt``; so an interrupted and resumed run ends with the same weights as an uninterrupted
+one. Under ``torchrun`` the sampler shards windows over ranks, the model is wrapped in
+DistributedDataParallel, and rank 0 alone validates, logs and writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fabricnms.config import DataSpec, TrainConfig, config_to_yaml, load_data_yaml
+from fabricnms.data.coco import load_coco
+from fabricnms.data.dataset import (
+    FrameRecord,
+    TrainWindows,
+    WindowParams,
+    build_augment,
+    class_repeat_factors,
+    collate_windows,
+    frame_repeat_factors,
+    frames_from_coco,
+)
+from fabricnms.engine import checkpoint as ckpt_io
+from fabricnms.engine.evaluate import EvalReport, evaluate_frames
+from fabricnms.engine.history import plot_history, write_metrics_csv
+from fabricnms.engine.optim import ModelEMA, build_optimizer, build_scheduler
+from fabricnms.engine.runtime import (
+    DistInfo,
+    all_ranks_true,
+    barrier,
+    broadcast_flag,
+    configure_cpu_threads,
+    init_distributed,
+    resolve_device,
+    seed_everything,
+    shutdown_distributed,
+)
+from fabricnms.engine.sampler import EpochSampler
+from fabricnms.engine.tiling import TileSettings
+from fabricnms.errors import FabricError
+from fabricnms.io import atomic_write_text, increment_run_dir
+from fabricnms.log import console, get_logger
+
+log = get_logger("train")
+
+SELECTION_METRIC = "val_tianchi_score"
+
+
+@dataclass
+class TrainResult:
+    """Where a run's outputs are and how it ended."""
+
+    run_dir: Path
+    best_path: Path
+    last_path: Path
+    epochs_done: int
+    best_metric: float | None
+    best_epoch: int
+    stopped_early: bool
+    is_main: bool
+
+
+@dataclass
+class _Data:
+    spec: DataSpec
+    train_frames: list[FrameRecord]
+    val_frames: list[FrameRecord]
+    val_coco: dict[str, Any] | None
+
+
+def find_resume_checkpoint(resume: str, project: Path) -> Path:
+    """``latest`` -> newest ``project/train/*/weights/last.pt``; a run dir -> its last.pt."""
+    if resume == "latest":
+        candidates = sorted(
+            (project / "train").glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime
+        )
+        if not candidates:
+            raise FabricError(
+                f"--resume: no {project / 'train'}/*/weights/last.pt to resume; pass a run "
+                "directory or a last.pt"
+            )
+        return candidates[-1]
+    path = Path(resume)
+    if path.is_dir():
+        path = path / "weights" / "last.pt"
+    if not path.is_file():
+        raise FabricError(f"--resume {resume}: {path} does not exist")
+    return path
+
+
+def _load_data(cfg: TrainConfig) -> _Data:
+    if not cfg.data:
+        raise FabricError("no dataset: pass --data OUT/dataset.yaml (written by fabricnms convert)")
+    spec = load_data_yaml(cfg.data)
+    train_coco = load_coco(spec.split_path("train"))
+    train_frames = frames_from_coco(train_coco, spec.image_root, spec.nc)
+    if not train_frames:
+        raise FabricError(f"{spec.split_path('train')}: the train split has no images")
+    val_frames: list[FrameRecord] = []
+    val_coco = None
+    if "val" in spec.splits:
+        val_coco = load_coco(spec.split_path("val"))
+        val_frames = frames_from_coco(val_coco, spec.image_root, spec.nc)
+        if cfg.val_max_frames:
+            val_frames = val_frames[: cfg.val_max_frames]
+    return _Data(spec, train_frames, val_frames, val_coco)
+
+
+def _check_classes(names: list[str], data_names: tuple[str, ...], source: str) -> None:
+    if list(names) != list(data_names):
+        raise FabricError(
+            f"{source}: checkpoint classes ({len(names)}: {', '.join(names[:4])}...) differ from "
+            f"the dataset's ({len(data_names)}: {', '.join(data_names[:4])}...)"
+        )
+
+
+def _targets_to(targets: list[dict[str, torch.Tensor]], device: torch.device) -> list[dict]:
+    return [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+
+
+class Trainer:
+    """State of one training run; :meth:`fit` runs the remaining epochs."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        project: Path,
+        name: str,
+        resume: str | None = None,
+        on_step: Callable[[int], None] | None = None,
+    ) -> None:
+        self.dist: DistInfo = init_distributed(cfg.device)
+        resume_ckpt = None
+        if resume:
+            path = find_resume_checkpoint(resume, project)
+            resume_ckpt = ckpt_io.load_checkpoint(path)
+            # the original settings, except where the run may now execute
+            cfg = dataclasses.replace(
+                TrainConfig(**resume_ckpt["train_config"]),
+                device=cfg.device,
+                workers=cfg.workers,
+                threads=cfg.threads,
+            )
+            self.run_dir = Path(resume_ckpt["run_dir"])
+            if not self.run_dir.is_dir():
+                self.run_dir = path.parent.parent
+        self.cfg = cfg
+        self.on_step = on_step
+        self.device = resolve_device(cfg.device, self.dist.local_rank)
+        self.amp = cfg.amp and self.device.type == "cuda"
+        if self.device.type == "cpu":
+            self.threads = configure_cpu_threads(cfg.threads, cfg.workers, self.dist.world_size)
+        seed_everything(cfg.seed, cfg.deterministic)
+        self.data = _load_data(cfg)
+        from fabricnms.model.detector import Detector
+
+        self.model = Detector(num_classes=self.data.spec.nc, **cfg.model_kwargs()).to(self.device)
+        if cfg.weights and resume_ckpt is None:
+            start = ckpt_io.load_checkpoint(cfg.weights)
+            _check_classes(start["class_names"], self.data.spec.names, cfg.weights)
+            try:
+                self.model.load_state_dict(ckpt_io.inference_state(start))
+            except RuntimeError as exc:
+                raise FabricError(
+                    f"{cfg.weights}: weights do not fit the model (--model-width or model keys "
+                    f"differ): {str(exc).splitlines()[0]}"
+                ) from None
+        self.optimizer = build_optimizer(self.model, cfg.lr, cfg.weight_decay)
+        class_factors = class_repeat_factors(
+            self.data.train_frames, self.data.spec.nc, cfg.repeat_threshold
+        )
+        self.sampler = EpochSampler(
+            frame_repeat_factors(self.data.train_frames, class_factors),
+            cfg.seed,
+            self.dist.rank,
+            self.dist.world_size,
+        )
+        params = WindowParams(
+            tile=cfg.tile,
+            random_window_prob=cfg.random_window_prob,
+            scale_jitter=cfg.scale_jitter,
+            min_visible_px=cfg.min_visible_px,
+            min_visible_frac=cfg.min_visible_frac,
+            min_thickness=cfg.min_thickness,
+        )
+        dataset = TrainWindows(
+            self.data.train_frames, params, build_augment(cfg), class_factors=class_factors
+        )
+        self.loader_generator = torch.Generator()
+        self.loader = torch.utils.data.DataLoader(
+            dataset,  # type: ignore[arg-type]
+            batch_size=cfg.batch,
+            sampler=self.sampler,  # type: ignore[arg-type]
+            num_workers=cfg.workers,
+            collate_fn=collate_windows,
+            pin_memory=self.device.type == "cuda",
+            generator=self.loader_generator,
+            worker_init_fn=_single_threaded_worker,
+            persistent_workers=cfg.workers > 0,
+        )
+        self.steps_per_epoch = math.ceil(len(self.sampler) / cfg.batch)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            self.total_steps,
+            round(cfg.warmup_epochs * self.steps_per_epoch),
+            cfg.min_lr_ratio,
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.ema = ModelEMA(self.model, cfg.ema_decay) if cfg.ema else None
+        self.epoch = 0
+        self.global_step = 0
+        self.best_metric: float | None = None
+        self.best_epoch = 0
+        self.history: list[dict[str, Any]] = []
+        if resume_ckpt is not None:
+            self._restore(resume_ckpt)
+        elif self.dist.is_main:
+            self.run_dir = increment_run_dir(project / "train", name)
+        if self.dist.distributed:
+            self.run_dir = Path(self._broadcast_text(str(getattr(self, "run_dir", ""))))
+        self.weights_dir = self.run_dir / "weights"
+        self.ddp: torch.nn.Module = self.model
+        if self.dist.distributed:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+
+    def _broadcast_text(self, text: str) -> str:
+        import torch.distributed as dist
+
+        box = [text]
+        dist.broadcast_object_list(box, src=0)
+        return str(box[0])
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        _check_classes(ckpt["class_names"], self.data.spec.names, str(self.cfg.data))
+        self.model.load_state_dict(ckpt["model_state"])
+        self.optimizer.load_state_dict(ckpt["optimizer_state"])
+        self.scheduler.load_state_dict(ckpt["scheduler_state"])
+        self.scaler.load_state_dict(ckpt["scaler_state"])
+        if self.ema is not None and ckpt.get("ema_state"):
+            self.ema.load_state_dict(ckpt["ema_state"], int(ckpt["ema_updates"]))
+        self.epoch = int(ckpt["epoch"])
+        self.global_step = int(ckpt["global_step"])
+        self.best_metric = ckpt["best_metric"]
+        self.best_epoch = int(ckpt["best_epoch"])
+        self.history = list(ckpt["metrics_history"])
+        ckpt_io.restore_rng(ckpt["rng"])
+        log.info("resuming %s after epoch %d (step %d)", self.run_dir, self.epoch, self.global_step)
+
+    def _checkpoint(self) -> dict[str, Any]:
+        return ckpt_io.make_checkpoint(
+            model_state=self.model.state_dict(),
+            ema_state=None if self.ema is None else self.ema.state_dict(),
+            ema_updates=0 if self.ema is None else self.ema.updates,
+            optimizer_state=self.optimizer.state_dict(),
+            scheduler_state=self.scheduler.state_dict(),
+            scaler_state=self.scaler.state_dict(),
+            epoch=self.epoch,
+            global_step=self.global_step,
+            best_metric=self.best_metric,
+            best_metric_name=SELECTION_METRIC,
+            best_epoch=self.best_epoch,
+            metrics_history=self.history,
+            class_names=list(self.data.spec.names),
+            category_ids=list(range(1, self.data.spec.nc + 1)),
+            detector_config=self.model.config,
+            train_config=dataclasses.asdict(self.cfg),
+            data=str(self.data.spec.yaml_path),
+            run_dir=str(self.run_dir.resolve()),
+            rng=ckpt_io.capture_rng(),
+        )
+
+    # --- loop ---------------------------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        """Train the remaining epochs; returns where the weights are."""
+        cfg = self.cfg
+        if self.dist.is_main:
+            atomic_write_text(self.run_dir / "config.yaml", config_to_yaml(cfg))
+            log.info(
+                "training on %s: %d train frames, %d val frames, %d windows/epoch, %d steps/epoch",
+                f"cpu ({torch.get_num_threads()} threads)"
+                if self.device.type == "cpu"
+                else str(self.device),
+                len(self.data.train_frames),
+                len(self.data.val_frames),
+                len(self.sampler) * self.dist.world_size,
+                self.steps_per_epoch,
+            )
+        stopped_early = False
+        clean = False
+        try:
+            while self.epoch < cfg.epochs and not stopped_early:
+                row = self._train_epoch()
+                self.epoch += 1
+                stopped_early = self._end_epoch(row)
+            clean = True
+        except KeyboardInterrupt:
+            if self.dist.is_main:
+                log.warning(
+                    "interrupted in epoch %d; resume with: fabricnms train --resume %s",
+                    self.epoch + 1,
+                    self.run_dir,
+                )
+            raise
+        finally:
+            shutdown_distributed(self.dist, clean)
+        return TrainResult(
+            run_dir=self.run_dir,
+            best_path=self.weights_dir / "best.pt",
+            last_path=self.weights_dir / "last.pt",
+            epochs_done=self.epoch,
+            best_metric=self.best_metric,
+            best_epoch=self.best_epoch,
+            stopped_early=stopped_early,
+            is_main=self.dist.is_main,
+        )
+
+    def _train_epoch(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.sampler.set_epoch(self.epoch)
+        self.loader_generator.manual_seed(cfg.seed * 100003 + self.epoch)
+        self.ddp.train()
+        sums: dict[str, float] = {}
+        steps = 0
+        start = time.perf_counter()
+        progress = _progress(self.dist.is_main)
+        with progress:
+            task = progress.add_task(
+                f"epoch {self.epoch + 1}/{cfg.epochs}", total=len(self.loader), terms=""
+            )
+            for images, targets in self.loader:
+                terms = self._step(images, targets)
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                steps += 1
+                text = " ".join(f"{k}={v / steps:.3g}" for k, v in _loss_first(sums))
+                progress.update(task, advance=1, terms=text)
+                if self.on_step is not None:
+                    self.on_step(self.global_step)
+        means = self._mean_terms(sums, steps)
+        row: dict[str, Any] = {
+            "epoch": self.epoch + 1,
+            "time_s": round(time.perf_counter() - start, 2),
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+        row.update({f"train_{k}": v for k, v in means.items()})
+        return row
+
+    def _step(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict:
+        cfg = self.cfg
+        images = images.to(self.device, non_blocking=True).float().div_(255.0)
+        targets = _targets_to(targets, self.device)
+        progress = min(1.0, self.global_step / max(1, self.total_steps))
+        with torch.autocast(self.device.type, enabled=self.amp):
+            dense = self.ddp(images)
+        losses = self.model.loss(_dense_float(dense) if self.amp else dense, targets, progress)
+        loss = losses["loss"]
+        if self.dist.distributed:
+            loss = loss + _zero_touch(dense)
+        if not all_ranks_true(bool(torch.isfinite(loss).item()), self.dist, self.device):
+            last = self.weights_dir / "last.pt"
+            kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint yet"
+            terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
+            raise FabricError(
+                f"non-finite loss at epoch {self.epoch + 1}, step {self.global_step + 1} "
+                f"({terms}); {kept}; try a lower --lr"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.global_step += 1
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    def _mean_terms(self, sums: dict[str, float], steps: int) -> dict[str, float]:
+        keys = [k for k, _ in _loss_first(sums)]
+        values = torch.tensor([sums[k] for k in keys] + [float(steps)], dtype=torch.float64)
+        if self.dist.distributed:
+            import torch.distributed as dist
+
+            dist.all_reduce(values)
+        count = max(1.0, float(values[-1]))
+        return {k: float(v) / count for k, v in zip(keys, values[:-1].tolist(), strict=True)}
+
+    def _validate(self) -> EvalReport | None:
+        cfg = self.cfg
+        if not self.data.val_frames or self.data.val_coco is None:
+            return None
+        model = self.ema.module if self.ema is not None else self.model
+        model.eval()
+        settings = TileSettings(
+            tile=cfg.val_tile,
+            overlap=cfg.val_overlap,
+            batch=max(1, cfg.batch // 2),
+            nms=cfg.nms,
+            conf=cfg.val_conf,
+            max_det=cfg.max_det,
+        )
+        return evaluate_frames(
+            model,
+            self.data.val_frames,
+            self.data.val_coco,
+            self.data.spec.names,
+            settings,
+            acc_conf=cfg.acc_conf,
+            device=self.device,
+        )
+
+    def _end_epoch(self, row: dict[str, Any]) -> bool:
+        """Validate, checkpoint, log; returns True when early stopping triggers."""
+        cfg = self.cfg
+        stop = False
+        if self.dist.is_main:
+            validate = self.epoch % cfg.val_interval == 0 or self.epoch == cfg.epochs
+            report = self._validate() if validate else None
+            improved = False
+            if report is not None:
+                row.update(report.flat_metrics())
+                metric = float(row[SELECTION_METRIC])
+                improved = self.best_metric is None or metric > self.best_metric
+                if improved:
+                    self.best_metric, self.best_epoch = metric, self.epoch
+            elif not self.data.val_frames:
+                improved, self.best_epoch = True, self.epoch
+            self.history.append(row)
+            ckpt = self._checkpoint()
+            ckpt_io.save_checkpoint(self.weights_dir / "last.pt", ckpt)
+            if improved or not (self.weights_dir / "best.pt").exists():
+                ckpt_io.save_checkpoint(
+                    self.weights_dir / "best.pt", ckpt_io.strip_training_state(ckpt)
+                )
+            if cfg.save_period and self.epoch % cfg.save_period == 0:
+                ckpt_io.save_checkpoint(
+                    self.weights_dir / f"epoch{self.epoch}.pt", ckpt_io.strip_training_state(ckpt)
+                )
+            write_metrics_csv(self.run_dir / "metrics.csv", self.history)
+            plot_history(self.history, self.run_dir)
+            log.info("%s", _row_text(row))
+            waited = self.epoch - self.best_epoch
+            if cfg.patience and self.data.val_frames and waited >= cfg.patience:
+                stop = self.epoch < cfg.epochs
+                if stop:
+                    log.warning(
+                        "early stopping: no improvement of %s for %d epochs; best epoch %d (%.4f), "
+                        "weights in %s; change with --patience N (0 disables)",
+                        SELECTION_METRIC,
+                        waited,
+                        self.best_epoch,
+                        self.best_metric or 0.0,
+                        self.weights_dir / "best.pt",
+                    )
+        stop = broadcast_flag(stop, self.dist, self.device)
+        barrier(self.dist)
+        return stop
+
+
+def _loss_first(terms: dict[str, float]) -> list[tuple[str, float]]:
+    """Loss terms sorted by name with the total (``loss``) first."""
+    return sorted(terms.items(), key=lambda kv: (kv[0] != "loss", kv[0]))
+
+
+def _single_threaded_worker(_worker_id: int) -> None:
+    """Data workers decode with one OpenCV thread: N workers x cv2 threads would oversubscribe
+    the cores the training step needs. Samples are seeded by their keys, not by the worker."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _zero_touch(dense: Any) -> torch.Tensor:
+    """0 x every differentiable output: each parameter gets a (zero) gradient on every rank.
+
+    The loss skips some outputs for some batches (no defect in a window -> no embedding term);
+    DistributedDataParallel would then wait forever for those parameters' gradients.
+    """
+    total = torch.zeros((), device=dense.boxes.device)
+    for f in dataclasses.fields(dense):
+        value = getattr(dense, f.name)
+        if isinstance(value, torch.Tensor) and value.requires_grad:
+            total = total + value.float().sum() * 0.0
+    return total
+
+
+def _dense_float(dense: Any) -> Any:
+    """A DenseOutput with float32 tensors (the loss runs outside autocast)."""
+    return dataclasses.replace(
+        dense,
+        **{
+            f.name: getattr(dense, f.name).float()
+            for f in dataclasses.fields(dense)
+            if isinstance(getattr(dense, f.name), torch.Tensor)
+            and getattr(dense, f.name).is_floating_point()
+        },
+    )
+
+
+def _row_text(row: dict[str, Any]) -> str:
+    parts = []
+    for key, value in row.items():
+        if isinstance(value, float):
+            parts.append(f"{key}={value:.4g}")
+        else:
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[terms]}"),
+        console=console,
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def train(
+    cfg: TrainConfig,
+    project: str | Path = "runs",
+    name: str = "train",
+    resume: str | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Run (or resume) a training run; see the module docstring for what it writes."""
+    trainer = Trainer(cfg, Path(project), name, resume=resume, on_step=on_step)
+    return trainer.fit()
