@@ -181,6 +181,23 @@ def test_batch_without_any_defect_trains_background_only() -> None:
     assert head.cls_o2o.bias.grad is not None and float(head.cls_o2o.bias.grad.abs().sum()) > 0
 
 
+def test_class_target_of_a_positive_does_not_wait_for_its_box() -> None:
+    # every location predicts a box far from the defect (IoU 0): the class logit of the dense
+    # positive is still pushed up (target 1), while the IoU-quality logit is pushed down
+    model = tiny()
+    dense = model(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2)))
+    dense.boxes = dense.boxes.detach() * 0 + torch.tensor([200.0, 200.0, 210.0, 210.0])
+    dense.cls_o2m = dense.cls_o2m.detach().requires_grad_(True)
+    dense.quality = dense.quality.detach().requires_grad_(True)
+    target = [{"boxes": torch.tensor([[8.0, 8.0, 30.0, 28.0]]), "labels": torch.tensor([1])}]
+    out = model.loss(dense, target, progress=0.0)
+    out["loss"].backward()  # cls_o2m and quality only enter the "cls" and "quality" terms
+    pos = torch.nonzero(dense.cls_o2m.grad[0, :, 1] < 0).flatten()
+    assert pos.numel() >= 1  # a descent step raises the positive's class-1 logit
+    assert (dense.cls_o2m.grad[0, :, [0, 2]] >= 0).all()  # the other classes only go down
+    assert (dense.quality.grad[0] >= 0).all()  # quality target is the IoU, here 0
+
+
 def _o2o_grads(detach_plan: bool) -> dict[str, torch.Tensor]:
     model = tiny(detach_plan=detach_plan)
     dense = model(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)))

@@ -47,6 +47,21 @@ def test_candidates_inside_box_at_the_right_level() -> None:
     assert float(span.max() - span.min()) >= 100.0
 
 
+def test_line_thinner_than_its_level_stride_moves_to_a_level_whose_locations_lie_inside() -> None:
+    points, strides = grid(512, 512)
+    # a 13 px warp line crossing the window (longest side 512 -> stride 32 by length alone,
+    # whose columns x = 16, 48, 80, 112 all miss it) and a 27 px weft band (stride 16 fits)
+    gt = torch.tensor([[94.0, 0.0, 107.0, 512.0], [0.0, 478.0, 512.0, 505.0]])
+    cand = candidate_mask(points, strides, gt)
+    assert set(strides[cand[:, 0]].tolist()) == {8.0}
+    assert set(strides[cand[:, 1]].tolist()) == {16.0}
+    for j in range(2):
+        p = points[cand[:, j]]
+        assert p.shape[0] >= 16  # the central region along the line's length
+        assert ((p[:, 0] > gt[j, 0]) & (p[:, 0] < gt[j, 2])).all()
+        assert ((p[:, 1] > gt[j, 1]) & (p[:, 1] < gt[j, 3])).all()
+
+
 def test_box_smaller_than_a_stride_gets_the_nearest_location() -> None:
     points, strides = grid(64, 64)
     gt = torch.tensor([[9.0, 9.0, 11.0, 11.0]])  # 2 x 2 px, between grid points

@@ -6,7 +6,9 @@ All boxes are ``xyxy`` in pixels of the network input; ``points [L, 2]`` are loc
 
 Level choice follows the ground truth's longest side, with one octave of overlap between
 neighbouring levels, so a 35 x 1000 warp line and a 2446 x 250 weft band go to the coarsest
-level (whose ``exp`` distances reach them) and a 15 x 15 knot to the finest. Within a box the
+level (whose ``exp`` distances reach them) and a 15 x 15 knot to the finest; a box thinner
+than a level's stride is moved to a finer level, so that locations lie inside it (a 13 x 512
+warp line goes to stride 8, see :func:`_fit_thin`). Within a box the
 candidates lie in a central region that keeps at least ``radius`` strides around the centre on
 each axis but grows with the box (``center_frac`` of each half-side), i.e. along the long axis
 of a thin defect. Candidates lie strictly inside the box, so positive ``ltrb`` can represent it.
@@ -70,6 +72,7 @@ def candidate_mask(
     level_ok = (longest[None, :] >= lo[level_of][:, None]) & (
         longest[None, :] < hi[level_of][:, None]
     )
+    level_ok = _fit_thin(level_ok, strides, gt_boxes, uniq)
 
     x, y = points[:, 0:1], points[:, 1:2]  # [L, 1]
     x1, y1, x2, y2 = gt_boxes.unbind(-1)  # [M]
@@ -89,6 +92,29 @@ def candidate_mask(
         cols = torch.nonzero(empty).squeeze(1)
         cand[nearest[cols], cols] = True
     return cand
+
+
+def _fit_thin(level_ok: Tensor, strides: Tensor, gt_boxes: Tensor, uniq: tuple[int, ...]) -> Tensor:
+    """Restrict ``level_ok [L, M]`` to levels whose stride fits the box's shortest side.
+
+    Locations lie ``stride`` apart, so a box thinner than the stride may contain none of them:
+    its only candidate would sit outside the box, where one ``ltrb`` target is negative, the box
+    cannot be represented and the log-L1 target of that side is clamped to 0.1 px (teaching
+    near-zero thickness; 13 px warp lines at stride 32 had exactly one such candidate). A box
+    keeps the levels of its longest side whose stride is at most ``max(shortest side, finest
+    stride)``; where none is left (a 13 px warp line 1000 px long) it goes to the coarsest level
+    within that bound.
+    """
+    short = (gt_boxes[:, 2:] - gt_boxes[:, :2]).amin(dim=1)  # [M]
+    cap = short.clamp(min=float(min(uniq)))
+    fits = strides[:, None] <= cap[None, :]  # [L, M]
+    ok = level_ok & fits
+    lost = ~ok.any(dim=0)
+    if bool(lost.any()):
+        grid = torch.tensor(uniq, device=strides.device, dtype=strides.dtype)
+        best = torch.where(grid[:, None] <= cap[None, :], grid[:, None], grid.new_zeros(())).amax(0)
+        ok[:, lost] = strides[:, None] == best[None, lost]
+    return ok
 
 
 @dataclass

@@ -1,9 +1,12 @@
 """Training losses of the detector: dense one-to-many terms and Sinkhorn one-to-one terms.
 
 One-to-many (positives from :func:`~fabricnms.model.assign.assign_dense`):
-``cls`` quality focal loss on the o2m class logits (target: IoU of the positive's box, 0
-elsewhere), ``box`` 1 - GIoU and ``l1`` log-distance L1 at positives, ``quality`` quality
-focal loss on the IoU-quality logit (IoU at positives, 0 elsewhere).
+``cls`` focal loss on the o2m class logits (target 1 for the positive's class, 0 elsewhere),
+``box`` 1 - GIoU and ``l1`` log-distance L1 at positives, ``quality`` quality focal loss on the
+IoU-quality logit (IoU at positives, 0 elsewhere). The class target does not carry the IoU:
+from scratch on subtle fabric defects the early IoUs are ~0.1, and an IoU-valued class target
+left every score at the prior (the network never learnt *whether* a location shows a defect);
+the ranking by box quality comes from the quality branch (scores are ``sqrt(cls * quality)``).
 One-to-one (plan ``P`` from :func:`~fabricnms.model.matching.match_one_to_one`):
 ``o2o_cls`` quality focal loss on the o2o logits with soft targets ``P_ij * IoU_ij`` (0 off the
 plan's rows), ``o2o_box`` / ``o2o_l1`` the box terms weighted by ``P``. ``embed``: a contrastive
@@ -174,9 +177,8 @@ class DetectionLoss:
             g, l1, iou = box_loss(dense.boxes[b, fg], gt_boxes[b][j], dense.points[fg])
             giou_sum = giou_sum + g.sum()
             l1_sum = l1_sum + l1.sum()
-            score = iou.detach().clamp(min=0.0)
-            cls_target[b, fg, gt_labels[b][j]] = score
-            quality_target[b, fg] = score
+            cls_target[b, fg, gt_labels[b][j]] = 1.0
+            quality_target[b, fg] = iou.detach().clamp(min=0.0)
             emb.append(dense.embed[b, fg])
             emb_target.append(j + offset)
             offset += gt_boxes[b].shape[0]
