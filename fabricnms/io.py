@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from fabricnms.errors import FabricError
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
@@ -92,3 +94,24 @@ def increment_run_dir(root: str | Path, name: str) -> Path:
 def natural_key(text: str) -> list[Any]:
     """Sort key that orders ``frame2`` before ``frame10``."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def read_json(path: str | Path, missing: str = "no such file") -> Any:
+    """Parse a UTF-8 (BOM allowed) JSON file, raising a one-line :class:`FabricError` that names
+    the file and the problem: ``missing`` when it does not exist, unreadable, not UTF-8, or
+    malformed JSON (with line and column)."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise FabricError(f"{path}: {missing}") from None
+    except OSError as exc:
+        raise FabricError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise FabricError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FabricError(
+            f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None

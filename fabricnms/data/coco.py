@@ -27,7 +27,7 @@ from typing import Any
 
 from fabricnms import __version__
 from fabricnms.errors import FabricError
-from fabricnms.io import atomic_write_text
+from fabricnms.io import atomic_write_text, read_json
 
 #: Names of ``COCOeval.stats[0..11]`` (faster-coco-eval's keys).
 STAT_KEYS: tuple[str, ...] = (
@@ -122,20 +122,7 @@ def load_coco(path: str | Path) -> dict:
     Raises :class:`FabricError` naming the file (and the offending entry) on any problem.
     """
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise FabricError(f"{path}: no such COCO file") from None
-    except OSError as exc:
-        raise FabricError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise FabricError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FabricError(
-            f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
+    data = read_json(path, missing="no such COCO file")
     return validate_coco(data, str(path))
 
 

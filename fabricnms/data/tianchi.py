@@ -14,7 +14,6 @@ Normal (defect-free) frames live in ``normal_Images/`` and never appear in a lab
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from fabricnms.data.images import is_image_file
 from fabricnms.errors import FabricError
+from fabricnms.io import read_json
 
 #: Label file names, current first, then the legacy 20190809 name.
 LABEL_FILE_NAMES: tuple[str, ...] = ("anno_train.json", "gt_result.json")
@@ -154,18 +154,7 @@ def read_label_file(path: Path) -> list[TianchiEntry]:
     object or lacks ``name`` / ``defect_name`` / ``bbox``, and a bbox that is not 4 finite
     numbers. Class names and box bounds are checked later, against the class map and frame.
     """
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as exc:
-        raise FabricError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise FabricError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FabricError(
-            f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
+    data = read_json(path)
     if not isinstance(data, list):
         raise FabricError(
             f"{path}: top level must be a list of {{name, defect_name, bbox}} objects, "

@@ -84,14 +84,7 @@ def run_eval(cfg: EvalConfig, project: str | Path = "runs", name: str = "eval") 
     frames = frames_from_coco(gt, spec.image_root, spec.nc)
     if not frames:
         raise FabricError(f"{gt_path}: the {cfg.split} split has no images")
-    settings = TileSettings(
-        tile=cfg.tile,
-        overlap=cfg.overlap,
-        batch=cfg.batch,
-        nms=cfg.nms,
-        conf=cfg.conf,
-        max_det=cfg.max_det,
-    )
+    settings = TileSettings.from_config(cfg)
     with Progress(
         "eval", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
     ) as progress:

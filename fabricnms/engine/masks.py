@@ -15,7 +15,6 @@ the converted COCO split by the images' ``name``), and predicted masks (COCO res
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ import numpy as np
 from fabricnms.data.classes import CATEGORY_BY_ID, resolve_raw
 from fabricnms.data.coco import CocoEvalResult, coco_eval, validate_coco
 from fabricnms.errors import FabricError
+from fabricnms.io import read_json
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,7 @@ def load_true_masks(path: str | Path) -> dict[str, list[TrueMask]]:
     Raises :class:`FabricError` naming the file (and image / entry) on any problem.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise FabricError(f"{path}: no such masks file (make it with `synth --masks`)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FabricError(f"{path}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise FabricError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
+    data = read_json(path, missing="no such masks file (make it with `synth --masks`)")
     images = data.get("images") if isinstance(data, dict) else None
     if not isinstance(images, dict):
         raise FabricError(f"{path}: expected an object with an 'images' object")

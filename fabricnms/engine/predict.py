@@ -425,14 +425,7 @@ def _stream(
             log.debug("skipped %s", item.error)
             report(FrameEvent(item.index, total, item.path, error=item.error))
 
-    settings = TileSettings(
-        tile=cfg.tile,
-        overlap=cfg.overlap,
-        batch=cfg.batch,
-        nms=cfg.nms,
-        conf=cfg.conf,
-        max_det=cfg.max_det,
-    )
+    settings = TileSettings.from_config(cfg)
     detections = detect_frames(timed, images(), settings, device)
     while True:
         t0 = time.perf_counter()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +37,18 @@ class TileSettings:
     max_det: int = 300
     max_candidates: int = 1000
     score_floor: float = 0.01
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> TileSettings:
+        """Settings from any config with ``tile, overlap, batch, nms, conf, max_det`` fields."""
+        return cls(
+            tile=cfg.tile,
+            overlap=cfg.overlap,
+            batch=cfg.batch,
+            nms=cfg.nms,
+            conf=cfg.conf,
+            max_det=cfg.max_det,
+        )
 
 
 def _starts(length: int, tile: int, step: int) -> list[int]:

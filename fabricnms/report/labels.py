@@ -16,7 +16,6 @@ In memory every box is xyxy pixels and every label 0-based.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from fabricnms.data.classes import resolve_raw
 from fabricnms.data.coco import validate_coco
 from fabricnms.data.tianchi import read_label_file
 from fabricnms.errors import FabricError
+from fabricnms.io import read_json
 from fabricnms.log import get_logger
 
 log = get_logger("labels")
@@ -87,16 +87,6 @@ class LabelSet:
     def get(self, name: str) -> FrameLabels:
         """Labels of image ``name`` (empty when the file lists none)."""
         return self.frames.get(name, FrameLabels(scores=[] if self.is_prediction else None))
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise FabricError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FabricError(f"{path}: not a readable JSON file ({exc})") from None
 
 
 def _bbox(path: Path, where: str, value: Any, xywh: bool) -> tuple[float, float, float, float]:
@@ -159,7 +149,7 @@ def _load_coco_results(path: Path, rows: list[Any], images_from: Path | None) ->
                 f"or keep {IMAGES_JSON} next to it"
             )
         images_from = beside
-    _, images, names = _coco_index(images_from, _read_json(images_from))
+    _, images, names = _coco_index(images_from, read_json(images_from))
     frames: dict[str, FrameLabels] = {}
     for i, row in enumerate(rows):
         where = f"entry {i}"
@@ -204,7 +194,7 @@ def _load_tianchi_submission(path: Path, rows: list[Any]) -> LabelSet:
 def load_labels(path: str | Path, images_from: str | Path | None = None) -> LabelSet:
     """Read any accepted layout (module docstring); ``images_from`` resolves COCO results."""
     path = Path(path)
-    data = _read_json(path)
+    data = read_json(path)
     if isinstance(data, dict):
         if "images" not in data:
             raise FabricError(f"{path}: a JSON object must be a COCO dataset with 'images'")
