@@ -32,6 +32,10 @@ FORMAT_VERSION = 1
 TRAINING_KEYS = ("optimizer_state", "scheduler_state", "scaler_state")
 
 
+#: The model shipped inside the package, used when no ``--weights`` is given.
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "default.pt"
+
+
 def capture_rng() -> dict[str, Any]:
     """Python, NumPy and torch (CPU + CUDA) global RNG states as plain values/tensors."""
     version, state, gauss = random.getstate()

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from fabricnms.config import DataSpec, EvalConfig, config_to_yaml, load_data_yaml
 from fabricnms.data.coco import load_coco
 from fabricnms.data.dataset import frames_from_coco
-from fabricnms.engine.checkpoint import load_detector
+from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS, load_detector
 from fabricnms.engine.evaluate import EvalReport, evaluate_frames
 from fabricnms.engine.runtime import resolve_device
 from fabricnms.engine.tiling import TileSettings
@@ -27,7 +27,6 @@ from fabricnms.log import console, get_logger
 log = get_logger("eval")
 
 #: The model shipped with the package, used when no training run exists.
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "default.pt"
 
 
 @dataclass

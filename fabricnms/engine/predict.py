@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from fabricnms.config import config_to_yaml, load_yaml_mapping, validate_config
-from fabricnms.engine.eval_run import DEFAULT_WEIGHTS
+from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS
 from fabricnms.engine.sources import (
     FrameReadError,
     discover_frames,
