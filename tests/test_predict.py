@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers_fake import DarkBoxDetector
 from pycocotools.coco import COCO
-from torch import nn
 from typer.testing import CliRunner
 
 from fabricnms.cli import app
@@ -26,7 +26,6 @@ from fabricnms.engine.predict import PredictConfig, run_predict
 from fabricnms.engine.writers import CSV_CALIBRATED_COLUMNS, CSV_COLUMNS, iter_journal
 from fabricnms.errors import FabricError
 from fabricnms.model.detector import Detector
-from fabricnms.model.types import DenseOutput
 
 runner = CliRunner()
 NAMES = class_names(20)
@@ -267,38 +266,6 @@ def test_missing_weights_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert not (tmp_path / "runs").exists()  # nothing created before the model loaded
 
 
-class LineFinder(nn.Module):
-    """Fake detector: in each window, the dark pixels' bounding box is one defect (class 0),
-    predicted by every stride-8 location inside it; the location nearest its centre carries the
-    one-to-one score. So a line crossing windows arrives as one fragment per window."""
-
-    stride = 8
-
-    def forward(self, images: torch.Tensor) -> DenseOutput:
-        b, _, h, w = images.shape
-        s = self.stride
-        ys, xs = torch.meshgrid(
-            (torch.arange(h // s) + 0.5) * s, (torch.arange(w // s) + 0.5) * s, indexing="ij"
-        )
-        points = torch.stack([xs, ys], dim=-1).reshape(-1, 2)
-        n = points.shape[0]
-        o2m = torch.full((b, n, 1), -9.0)
-        o2o = torch.full((b, n, 1), -9.0)
-        quality = torch.full((b, n), -9.0)
-        boxes = torch.cat([points - 2, points + 2], dim=1).expand(b, n, 4).clone()
-        for i in range(b):
-            yy, xx = (images[i].mean(0) < 0.2).nonzero(as_tuple=True)
-            if len(yy) == 0:
-                continue
-            box = torch.stack([xx.min(), yy.min(), xx.max() + 1, yy.max() + 1]).float()
-            inside = (points >= box[:2]).all(1) & (points <= box[2:]).all(1)
-            o2m[i, inside], quality[i, inside], boxes[i, inside] = 5.0, 5.0, box
-            centre = (box[:2] + box[2:]) / 2
-            o2o[i, ((points - centre) ** 2).sum(1).argmin()] = 5.0
-        embed = torch.nn.functional.normalize(torch.ones(b, n, 4), dim=-1)
-        return DenseOutput(o2m, o2o, boxes, quality, embed, points, torch.full((n,), 8.0), (h, w))
-
-
 @pytest.mark.parametrize(("nms", "expected"), [("dnms", 1), ("none", 3)])
 def test_line_across_tiles_is_one_defect(tmp_path: Path, nms: str, expected: int) -> None:
     frame = np.full((320, 64, 3), 150, np.uint8)
@@ -306,7 +273,7 @@ def test_line_across_tiles_is_one_defect(tmp_path: Path, nms: str, expected: int
     cv2.imwrite(str(tmp_path / "line.png"), frame)
     cfg = PredictConfig(sources=[str(tmp_path / "line.png")], tile=128, overlap=0.25, nms=nms)
     result = run_predict(
-        cfg, out=tmp_path / nms, model=LineFinder().eval(), class_names=["broken_warp"]
+        cfg, out=tmp_path / nms, model=DarkBoxDetector().eval(), class_names=["broken_warp"]
     )
     assert result.summary["detections"] == expected
     if nms == "dnms":
@@ -319,4 +286,4 @@ def test_line_across_tiles_is_one_defect(tmp_path: Path, nms: str, expected: int
 def test_model_without_class_names_is_rejected(tmp_path: Path) -> None:
     write_frames(tmp_path / "roll", 1)
     with pytest.raises(FabricError, match="class names"):
-        run_predict(PredictConfig(sources=[str(tmp_path / "roll")]), model=LineFinder())
+        run_predict(PredictConfig(sources=[str(tmp_path / "roll")]), model=DarkBoxDetector())

@@ -455,7 +455,7 @@ def write_release(
 def annotation_json(entries: Sequence[dict]) -> str:
     """``anno_train.json`` text laid out like the official README example: a flat list, keys
     ``name, defect_name, bbox`` in that order, 4-space indent, ``bbox`` on one line, Chinese
-    names as ``\\uXXXX`` escapes."""
+    names as ``\\u``-escaped ASCII."""
     items = []
     for e in entries:
         bbox = ", ".join(json.dumps(float(v)) for v in e["bbox"])
