@@ -156,36 +156,18 @@ def test_eval_bad_input_is_one_line(
     result = runner.invoke(app, ["eval", "--weights", str(junk), "--project", str(tmp_path)])
     assert result.exit_code == 1 and "junk.pt: not a fabricnms checkpoint" in result.output
 
+    def eval_other() -> object:
+        args = ["eval", "--weights", str(setup["weights"]), "--data", str(other)]
+        return runner.invoke(app, [*args, "--project", str(tmp_path)])
+
     other = make_dataset(tmp_path / "other", n_train=1, n_val=1, width=64, height=64)
     other.write_text(other.read_text().replace("weft_band", "hole"))
-    result = runner.invoke(
-        app,
-        [
-            "eval",
-            "--weights",
-            str(setup["weights"]),
-            "--data",
-            str(other),
-            "--project",
-            str(tmp_path),
-        ],
-    )
+    result = eval_other()
     assert result.exit_code == 1 and "classes" in result.output and "differ" in result.output
 
     (tmp_path / "other" / "annotations" / "instances_val.json").unlink()
     other.write_text(other.read_text().replace("hole", "weft_band"))
-    result = runner.invoke(
-        app,
-        [
-            "eval",
-            "--weights",
-            str(setup["weights"]),
-            "--data",
-            str(other),
-            "--project",
-            str(tmp_path),
-        ],
-    )
+    result = eval_other()
     assert result.exit_code == 1 and "instances_val.json does not exist" in result.output
 
     ckpt = torch.load(setup["weights"], weights_only=True)
