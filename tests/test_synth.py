@@ -205,6 +205,16 @@ def test_class_and_count_priors() -> None:
     assert set(raw_name_weights([4])) == {"结头"}
 
 
+def test_uniform_class_prior_draws_every_category_alike() -> None:
+    names = sample_raw_names(np.random.default_rng(0), 40000, prior="uniform")
+    cats = Counter(RAW_BY_NAME[n].category_id for n in names)
+    assert len(cats) == 20
+    for c in CATEGORIES:
+        assert abs(cats[c.id] / 40000 - 1 / 20) < 0.006
+    with pytest.raises(FabricError, match="class prior"):
+        raw_name_weights(prior="flat")
+
+
 def test_loose_boxes_are_padded_asymmetrically() -> None:
     rng = np.random.default_rng(1)
     grow, left_share = [], []
@@ -250,6 +260,7 @@ def test_parse_classes() -> None:
         (["--images", "-1"], 2, "images"),
         (["--normal-fraction", "1.5"], 2, "normal-fraction"),
         (["--difficulty", "extreme"], 2, "difficulty"),
+        (["--layout", "spiral"], 2, "layout"),
     ],
 )
 def test_bad_options(tmp_path: Path, args: list[str], code: int, needle: str) -> None:

@@ -64,8 +64,10 @@ _COMMANDS = (
     (
         "synth",
         synth_cmd.synth,
-        "Generate a procedural Tianchi round-1 release: fabric frames, defects, anno_train.json.",
-        "fabricnms synth data/synth --images 1000 --workers 2 --seed 0",
+        "Generate a procedural Tianchi round-1 release (frames, defects, anno_train.json) or, "
+        "with --layout roll, consecutive frames of one fabric with COCO labels.json.",
+        "fabricnms synth data/synth --images 1000 --workers 2 --seed 0; a roll: fabricnms synth "
+        "roll/ --layout roll --images 8 --normal-fraction 0.25 --seed 2026",
     ),
     (
         "convert",

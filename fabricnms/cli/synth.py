@@ -1,4 +1,4 @@
-"""``fabricnms synth OUT``: write a procedural Tianchi round-1 release."""
+"""``fabricnms synth OUT``: write a procedural Tianchi round-1 release or a roll of frames."""
 
 from __future__ import annotations
 
@@ -10,6 +10,20 @@ from typing import Annotated
 import typer
 
 SIZE_PATTERN = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+class ClassPrior(str, Enum):
+    """How often each category is drawn."""
+
+    tianchi = "tianchi"
+    uniform = "uniform"
+
+
+class Layout(str, Enum):
+    """What OUT holds: Tianchi round-1 folders, or consecutive frames of one fabric."""
+
+    release = "release"
+    roll = "roll"
 
 
 class Difficulty(str, Enum):
@@ -29,6 +43,15 @@ def _parse_size(value: str) -> tuple[int, int]:
 
 def synth(
     out: Annotated[Path, typer.Argument(help="Output folder (created; must be new or empty).")],
+    layout: Annotated[
+        Layout,
+        typer.Option(
+            "--layout",
+            help="release: Tianchi round-1 folders, a new fabric per frame; roll: "
+            "frame_0001.jpg... of one fabric in scan order + COCO labels.json.",
+            case_sensitive=False,
+        ),
+    ] = Layout.release,
     images: Annotated[int, typer.Option("--images", "-n", help="Number of frames.", min=1)] = 100,
     normal_fraction: Annotated[
         float,
@@ -47,19 +70,33 @@ def synth(
         Difficulty,
         typer.Option("--difficulty", help="Defect contrast and size.", case_sensitive=False),
     ] = Difficulty.normal,
+    class_prior: Annotated[
+        ClassPrior,
+        typer.Option(
+            "--class-prior",
+            help="Category frequencies: as in the Tianchi release, or uniform (training sets).",
+            case_sensitive=False,
+        ),
+    ] = ClassPrior.tianchi,
     workers: Annotated[
         int, typer.Option("--workers", "-w", help="Worker processes (output is identical).", min=1)
     ] = 1,
     masks: Annotated[
-        bool, typer.Option("--masks", help="Also write Annotations/masks.json (true masks).")
+        bool,
+        typer.Option(
+            "--masks",
+            help="Also write the true masks: Annotations/masks.json (release), RLE "
+            "segmentations in labels.json (roll).",
+        ),
     ] = False,
     overwrite: Annotated[
         bool,
-        typer.Option("--overwrite", help="Replace a previous synth release in OUT."),
+        typer.Option("--overwrite", help="Replace a previous synth output of this layout in OUT."),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Generate synthetic woven-fabric frames with defects in the Tianchi round-1 layout."""
+    """Generate synthetic woven-fabric frames with defects: a Tianchi round-1 release, or a roll
+    of consecutive frames of one fabric with COCO labels (``--layout roll``)."""
     from fabricnms.data.synth import ReleaseOptions, validate_options, write_release
     from fabricnms.data.synth_priors import parse_classes
     from fabricnms.log import console, print_json
@@ -74,6 +111,8 @@ def synth(
         classes=tuple(parse_classes(classes)) if classes is not None else None,
         difficulty=difficulty.value,
         masks=masks,
+        class_prior=class_prior.value,
+        layout=layout.value,
     )
     validate_options(options)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn

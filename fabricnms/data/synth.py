@@ -1,8 +1,8 @@
-"""Procedural Tianchi round-1 frames and releases (``fabricnms synth``).
+"""Procedural Tianchi round-1 frames, releases and rolls (``fabricnms synth``).
 
 Python API::
 
-    from fabricnms.data.synth import render_frame, write_release
+    from fabricnms.data.synth import ReleaseOptions, render_frame, write_release
 
     frame = render_frame(7, 320, 256, classes=[10], n_defects=1)
     frame.image                      # [256, 320, 3] uint8 RGB, before JPEG encoding
@@ -12,28 +12,33 @@ Python API::
     d.tight_box                      # xyxy pixel edges of the true mask
     d.mask                           # [256, 320] bool
 
-    write_release("synth_out", n_images=100, seed=0)   # the round-1 folder layout
+    write_release("synth_out", ReleaseOptions(n_images=100, seed=0))   # round-1 folder layout
+    write_release("roll", ReleaseOptions(n_images=8, seed=1, layout="roll"))  # one fabric, in order
 
-A frame is a pure function of ``(seed, width, height, difficulty, classes, n_defects)``. The
-fabric, the defects and the camera draw from independent child seeds, so the same seed with
-``n_defects=0`` gives the identical defect-free frame (same weave, same sensor noise).
+A frame is a pure function of its arguments. The fabric, the defects and the camera draw from
+independent child seeds, so the same seed with ``n_defects=0`` gives the identical defect-free
+frame (same weave, same sensor noise). A release draws a new fabric and camera per frame; a roll
+passes one fabric and camera (:func:`roll_params`) to every frame.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from fabricnms.data.classes import CATEGORY_BY_ID, RAW_BY_NAME
+from fabricnms.data.coco import coco_annotation, coco_dataset, coco_image, write_coco
+from fabricnms.data.convert import coco_categories
 from fabricnms.data.defects import RECIPES, Sizer
 from fabricnms.data.synth_canvas import Box, Canvas
 from fabricnms.data.synth_priors import difficulty as difficulty_level
@@ -43,13 +48,19 @@ from fabricnms.data.synth_priors import (
     sample_box_count,
     sample_raw_names,
 )
-from fabricnms.data.synth_scan import encode_jpeg, expose, sample_scan
-from fabricnms.data.texture import Fabric, sample_fabric
+from fabricnms.data.synth_scan import ScanParams, encode_jpeg, expose, sample_scan
+from fabricnms.data.texture import Fabric, FabricParams, WeaveParams, sample_fabric
 from fabricnms.errors import FabricError
 from fabricnms.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-#: What ``write_release`` creates inside its output folder (and may replace with overwrite).
+#: Output layouts: a Tianchi round-1 release, or a roll of consecutive frames of one fabric.
+LAYOUTS: tuple[str, ...] = ("release", "roll")
+#: What ``write_release`` creates inside a release folder (and may replace with overwrite).
 RELEASE_ENTRIES = ("defect_Images", "normal_Images", "Annotations", "README.md")
+#: The COCO ground truth of a roll, next to its frames.
+ROLL_LABELS = "labels.json"
+#: Frame names of a roll: ``frame_0001.jpg``... (natural order = position along the roll).
+ROLL_FRAME = re.compile(r"^frame_\d{4,}\.jpg$")
 #: Frames narrower or lower than this cannot hold the defect recipes.
 MIN_SIZE = 64
 
@@ -131,6 +142,9 @@ def render_frame(
     classes: Sequence[int] | None = None,
     n_defects: int | None = None,
     raw_names: Sequence[str] | None = None,
+    class_prior: str = "tianchi",
+    fabric: FabricParams | None = None,
+    scan: ScanParams | None = None,
 ) -> SynthFrame:
     """Render one synthetic round-1 frame.
 
@@ -141,6 +155,10 @@ def render_frame(
         classes: allowed category ids (1..20); ``None`` = all, drawn with the class prior.
         n_defects: number of defects; ``None`` draws 1-6 (mean 1.64), 0 gives a normal frame.
         raw_names: exact raw Chinese names to draw (overrides ``classes`` and ``n_defects``).
+        class_prior: ``tianchi`` (box frequencies of the real release) or ``uniform``.
+        fabric: fabric parameters to weave; ``None`` draws them from the seed.
+        scan: camera parameters; ``None`` draws them from the seed. Either way the per-frame
+            shading blotches and sensor noise come from the seed.
 
     Returns:
         A :class:`SynthFrame` whose ``image`` is the frame before JPEG encoding.
@@ -152,8 +170,8 @@ def render_frame(
     level = difficulty_level(difficulty)
     fabric_ss, defect_ss, scan_ss = np.random.SeedSequence(seed).spawn(3)
     fab_rng = np.random.default_rng(fabric_ss)
-    fabric = Fabric.render(sample_fabric(fab_rng), fab_rng, width, height)
-    canvas = Canvas(fabric)
+    cloth = Fabric.render(fabric or sample_fabric(fab_rng), fab_rng, width, height)
+    canvas = Canvas(cloth)
 
     plan_rng = np.random.default_rng(defect_ss)
     if raw_names is not None:
@@ -164,8 +182,8 @@ def render_frame(
     else:
         if n_defects is None:
             n_defects = sample_box_count(plan_rng)
-        raw_name_weights(classes)  # validates the ids before drawing
-        names = sample_raw_names(plan_rng, n_defects, classes)
+        raw_name_weights(classes, class_prior)  # validates the ids before drawing
+        names = sample_raw_names(plan_rng, n_defects, classes, class_prior)
     sizer = Sizer(plan_rng, width, height, level.size)
     taken: list[Box] = []
     defects: list[SynthDefect] = []
@@ -190,16 +208,18 @@ def render_frame(
             SynthDefect(name, raw.category_id, loose_box(rng, tight, width, height), tight, mask)
         )
     scan_rng = np.random.default_rng(scan_ss)
-    image = expose(fabric.rgb, sample_scan(scan_rng, width), scan_rng)
+    image = expose(cloth.rgb, scan or sample_scan(scan_rng, width), scan_rng)
     return SynthFrame(seed=int(seed), image=image, defects=defects)
 
 
-# --------------------------------------------------------------------------- releases
+# --------------------------------------------------------------------------- releases and rolls
 
 
 @dataclass(frozen=True)
 class ReleaseOptions:
-    """Everything that shapes a release besides its output folder (plain values, picklable)."""
+    """Everything that shapes a release or a roll besides its output folder (plain values,
+    picklable). ``layout`` is ``release`` (Tianchi round-1 folders) or ``roll`` (see
+    :func:`write_release`)."""
 
     n_images: int
     seed: int = 0
@@ -209,12 +229,14 @@ class ReleaseOptions:
     classes: tuple[int, ...] | None = None
     difficulty: str = "normal"
     masks: bool = False
+    class_prior: str = "tianchi"
+    layout: str = "release"
 
 
 @dataclass(frozen=True)
 class _FrameJob:
     index: int
-    name: str
+    path: str  # relative to out_dir
     normal: bool
     out_dir: str
     options: ReleaseOptions
@@ -222,7 +244,7 @@ class _FrameJob:
 
 @dataclass(frozen=True)
 class _FrameResult:
-    name: str
+    name: str  # file name
     normal: bool
     entries: list[tuple[str, Box]]  # (raw name, loose box) per defect
     extras: list[dict]  # per defect: category id, tight box, RLE (when masks are wanted)
@@ -249,11 +271,25 @@ class ReleaseSummary:
     def boxes(self) -> int:
         return sum(self.boxes_per_category.values())
 
+    def count(self, res: _FrameResult) -> None:
+        """Add one finished frame to the counts (categories and raw names stay sorted)."""
+        if res.normal:
+            self.normal_frames += 1
+            return
+        self.defect_frames += 1
+        cats = Counter(self.boxes_per_category)
+        cats.update(extra["category_id"] for extra in res.extras)
+        raws = Counter(self.boxes_per_raw)
+        raws.update(raw for raw, _ in res.entries)
+        self.boxes_per_category = dict(sorted(cats.items()))
+        self.boxes_per_raw = dict(sorted(raws.items()))
+
     def to_dict(self) -> dict:
         """Plain JSON-ready summary (what ``fabricnms synth --json`` prints)."""
         opts = self.options
         return {
             "out_dir": str(self.out_dir),
+            "layout": opts.layout,
             "frames": self.frames,
             "defect_frames": self.defect_frames,
             "normal_frames": self.normal_frames,
@@ -268,6 +304,7 @@ class ReleaseSummary:
             "normal_fraction": opts.normal_fraction,
             "classes": list(opts.classes) if opts.classes is not None else None,
             "difficulty": opts.difficulty,
+            "class_prior": opts.class_prior,
             "masks": opts.masks,
             "workers": self.workers,
             "seconds": round(self.seconds, 2),
@@ -275,8 +312,70 @@ class ReleaseSummary:
 
 
 def frame_seed(seed: int, index: int) -> int:
-    """The seed of frame ``index`` of a release seeded ``seed`` (independent of the workers)."""
+    """The seed of frame ``index`` of a release or roll seeded ``seed`` (independent of the
+    workers)."""
     return int(np.random.SeedSequence(seed, spawn_key=(1, index)).generate_state(1, np.uint64)[0])
+
+
+def normal_indices(options: ReleaseOptions) -> set[int]:
+    """Positions of the ``round(n_images * normal_fraction)`` normal frames (seed-determined)."""
+    n = options.n_images
+    plan_rng = np.random.default_rng(np.random.SeedSequence(options.seed, spawn_key=(0, 0)))
+    return set(plan_rng.permutation(n)[: round(n * options.normal_fraction)].tolist())
+
+
+def shift_weave(weave: WeaveParams, rows: float) -> WeaveParams:
+    """``weave`` advanced ``rows`` px along the warp (image y).
+
+    :func:`fabricnms.data.texture.raw_lattice` is ``f(u c + v s + phase0 / k1, v c - u s +
+    phase1 / k2)``, so ``raw_lattice(u, v + rows, weave) == raw_lattice(u, v, shift_weave(weave,
+    rows))``: a frame rendered with the shifted weave continues the lattice of the frame above.
+    """
+    theta = np.deg2rad(weave.angle)
+    along = weave.dot_period if weave.kind == "twill" else weave.period
+    turn = 2.0 * np.pi
+    return replace(
+        weave,
+        phase=(
+            float((weave.phase[0] + turn * rows * np.sin(theta) / weave.period) % turn),
+            float((weave.phase[1] + turn * rows * np.cos(theta) / along) % turn),
+        ),
+    )
+
+
+def roll_params(seed: int, width: int, height: int, index: int) -> tuple[FabricParams, ScanParams]:
+    """Fabric and camera of frame ``index`` of the roll seeded ``seed``.
+
+    One fabric (weave geometry, colour, contrast, texture statistics) and one camera set-up
+    (vignetting, tilt, blur, noise levels) for the whole roll; the weave phase advances
+    ``height`` rows per frame (:func:`shift_weave`), so the yarn lattice runs on from frame to
+    frame. Each frame still draws its own lattice wobble (<= 1.1 px), yarn profiles, mottling,
+    shading blotches and sensor noise from :func:`frame_seed`, as a real scan varies.
+    """
+    fabric_ss, scan_ss = np.random.SeedSequence(seed, spawn_key=(2,)).spawn(2)
+    fabric = sample_fabric(np.random.default_rng(fabric_ss))
+    scan = sample_scan(np.random.default_rng(scan_ss), width)
+    return replace(fabric, weave=shift_weave(fabric.weave, index * height)), scan
+
+
+def layout_frame(options: ReleaseOptions, index: int, normal: bool) -> SynthFrame:
+    """Frame ``index`` of the release or roll ``options`` describes (``normal``: no defects)."""
+    fabric, scan = (
+        roll_params(options.seed, options.width, options.height, index)
+        if options.layout == "roll"
+        else (None, None)
+    )
+    return render_frame(
+        frame_seed(options.seed, index),
+        options.width,
+        options.height,
+        difficulty=options.difficulty,
+        classes=options.classes,
+        n_defects=0 if normal else None,
+        class_prior=options.class_prior,
+        fabric=fabric,
+        scan=scan,
+    )
 
 
 def _frame_names(seed: int, n: int) -> list[str]:
@@ -292,19 +391,24 @@ def _frame_names(seed: int, n: int) -> list[str]:
     return names
 
 
+def _frame_paths(options: ReleaseOptions, normal: set[int]) -> list[str]:
+    """Where each frame goes, relative to the output folder."""
+    n = options.n_images
+    if options.layout == "roll":
+        digits = max(4, len(str(n)))
+        return [f"frame_{i + 1:0{digits}d}.jpg" for i in range(n)]
+    return [
+        f"{'normal_Images' if i in normal else 'defect_Images'}/{name}"
+        for i, name in enumerate(_frame_names(options.seed, n))
+    ]
+
+
 def _render_job(job: _FrameJob) -> _FrameResult:
     """Render, encode and write one frame (runs in a worker process for ``workers > 1``)."""
     opts = job.options
-    frame = render_frame(
-        frame_seed(opts.seed, job.index),
-        opts.width,
-        opts.height,
-        difficulty=opts.difficulty,
-        classes=opts.classes,
-        n_defects=0 if job.normal else None,
-    )
-    folder = "normal_Images" if job.normal else "defect_Images"
-    atomic_write_bytes(Path(job.out_dir) / folder / job.name, encode_jpeg(frame.image))
+    frame = layout_frame(opts, job.index, job.normal)
+    path = Path(job.out_dir) / job.path
+    atomic_write_bytes(path, encode_jpeg(frame.image))
     extras = []
     for d in frame.defects:
         extra: dict = {"category_id": d.category_id, "tight_bbox": list(d.tight_box)}
@@ -313,7 +417,7 @@ def _render_job(job: _FrameJob) -> _FrameResult:
             size = [int(s) for s in rle["size"]]
             extra["segmentation"] = {"size": size, "counts": rle["counts"].decode("ascii")}
         extras.append(extra)
-    return _FrameResult(job.name, job.normal, [(d.raw_name, d.box) for d in frame.defects], extras)
+    return _FrameResult(path.name, job.normal, [(d.raw_name, d.box) for d in frame.defects], extras)
 
 
 def _worker_init() -> None:
@@ -322,9 +426,26 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
-def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+def _run_jobs(jobs: list[_FrameJob], workers: int) -> Iterator[_FrameResult]:
+    """Results of ``jobs`` in job order, rendered in this process or a pool of ``workers``."""
+    if workers == 1:
+        yield from map(_render_job, jobs)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers, initializer=_worker_init) as pool:
+        yield from pool.imap(_render_job, jobs, chunksize=1)
+
+
+def _owned(layout: str, name: str) -> bool:
+    """Whether ``name`` in an output folder is something ``layout`` writes (and may replace)."""
+    if layout == "roll":
+        return name == ROLL_LABELS or ROLL_FRAME.match(name) is not None
+    return name in RELEASE_ENTRIES
+
+
+def _prepare_out_dir(out_dir: Path, overwrite: bool, layout: str) -> None:
     """Create ``out_dir``; refuse a non-empty one unless ``overwrite`` and it holds only a
-    previous release (whose entries are then removed)."""
+    previous output of the same layout (whose entries are then removed)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise FabricError(f"{out_dir}: exists and is not a directory")
     if out_dir.is_dir():
@@ -332,13 +453,13 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
         if present and not overwrite:
             raise FabricError(
                 f"{out_dir}: directory is not empty; pass --overwrite to replace a previous "
-                "synth release there"
+                f"synth {layout} there"
             )
-        foreign = [p for p in present if p not in RELEASE_ENTRIES]
+        foreign = [p for p in present if not _owned(layout, p)]
         if foreign:
             raise FabricError(
-                f"{out_dir}: refusing to overwrite, it holds {foreign[0]!r} which synth does not "
-                "write; choose an empty or new directory"
+                f"{out_dir}: refusing to overwrite, it holds {foreign[0]!r} which synth "
+                f"--layout {layout} does not write; choose an empty or new directory"
             )
         for p in present:
             path = out_dir / p
@@ -346,15 +467,20 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
                 shutil.rmtree(path)
             else:
                 path.unlink()
+    subs = ("defect_Images", "normal_Images", "Annotations") if layout == "release" else (".",)
     try:
-        for sub in ("defect_Images", "normal_Images", "Annotations"):
+        for sub in subs:
             (out_dir / sub).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FabricError(f"{out_dir}: cannot create the release folders ({exc.strerror})") from exc
+        raise FabricError(f"{out_dir}: cannot create the output folders ({exc.strerror})") from exc
 
 
 def validate_options(options: ReleaseOptions) -> None:
-    """Raise :class:`FabricError` for options no release can be made from."""
+    """Raise :class:`FabricError` for options no release or roll can be made from."""
+    if options.layout not in LAYOUTS:
+        raise FabricError(
+            f"unknown layout {options.layout!r}; expected one of {', '.join(LAYOUTS)}"
+        )
     if options.n_images < 1:
         raise FabricError(f"number of images must be at least 1, got {options.n_images}")
     if options.width < MIN_SIZE or options.height < MIN_SIZE:
@@ -364,7 +490,7 @@ def validate_options(options: ReleaseOptions) -> None:
     if not 0.0 <= options.normal_fraction <= 1.0:
         raise FabricError(f"normal fraction must be in [0, 1], got {options.normal_fraction}")
     difficulty_level(options.difficulty)
-    raw_name_weights(options.classes)
+    raw_name_weights(options.classes, options.class_prior)
 
 
 def write_release(
@@ -375,66 +501,90 @@ def write_release(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> ReleaseSummary:
-    """Write a synthetic round-1 release to ``out_dir``.
+    """Write a synthetic round-1 release or roll to ``out_dir`` (``options.layout``).
 
-    Layout: ``defect_Images/*.jpg``, ``normal_Images/*.jpg``, ``Annotations/anno_train.json``
+    ``release``: ``defect_Images/*.jpg``, ``normal_Images/*.jpg``, ``Annotations/anno_train.json``
     (flat list of ``{name, defect_name, bbox}``, raw names ASCII-escaped, bbox xyxy pixels with
     2 decimals, normal frames never listed), ``README.md``; with ``options.masks`` also
-    ``Annotations/masks.json`` (true masks as COCO RLE, for evaluation only).
+    ``Annotations/masks.json`` (true masks as COCO RLE, for evaluation only). Every frame has its
+    own fabric and camera.
 
-    Exactly ``round(n_images * normal_fraction)`` frames are normal. Frame ``i`` is rendered
-    from :func:`frame_seed` ``(seed, i)``, so the output (JSON bytes and pixels) is the same for
-    any ``workers``. ``progress`` is called with the number of frames finished so far.
-    The annotation file is written last: a release without it is incomplete.
+    ``roll``: ``frame_0001.jpg``, ``frame_0002.jpg``... (consecutive frames of one fabric, see
+    :func:`roll_params`) and ``labels.json``, a COCO dataset (xywh boxes, 20 categories, the
+    raw name as ``defect_name``; with ``options.masks`` a ``segmentation`` RLE per box; normal
+    frames listed without annotations).
+
+    Exactly ``round(n_images * normal_fraction)`` frames are normal, at seed-determined
+    positions (:func:`normal_indices`). Frame ``i`` is rendered from :func:`frame_seed`
+    ``(seed, i)``, so the output (JSON bytes and pixels) is the same for any ``workers``.
+    ``progress`` is called with the number of frames finished so far. The annotation file is
+    written last: an output without it is incomplete.
     """
     validate_options(options)
     if workers < 1:
         raise FabricError(f"workers must be at least 1, got {workers}")
     out = Path(out_dir).expanduser().resolve()
-    _prepare_out_dir(out, overwrite)
+    _prepare_out_dir(out, overwrite, options.layout)
     start = time.perf_counter()
-    n = options.n_images
-    plan_rng = np.random.default_rng(np.random.SeedSequence(options.seed, spawn_key=(0, 0)))
-    normal = set(plan_rng.permutation(n)[: round(n * options.normal_fraction)].tolist())
+    normal = normal_indices(options)
     jobs = [
-        _FrameJob(i, name, i in normal, str(out), options)
-        for i, name in enumerate(_frame_names(options.seed, n))
+        _FrameJob(i, path, i in normal, str(out), options)
+        for i, path in enumerate(_frame_paths(options, normal))
     ]
-    workers = min(workers, n)
+    workers = min(workers, options.n_images)
     summary = ReleaseSummary(out_dir=out, options=options, workers=workers)
+    results: list[_FrameResult] = []
+    for res in _run_jobs(jobs, workers):
+        summary.count(res)
+        results.append(res)
+        if progress is not None:
+            progress(summary.frames)
+    summary.seconds = time.perf_counter() - start
+    if options.layout == "roll":
+        write_coco(out / ROLL_LABELS, _roll_coco(results, options))
+    else:
+        _write_release_annotations(out, results, summary)
+    return summary
+
+
+def _roll_coco(results: Sequence[_FrameResult], options: ReleaseOptions) -> dict:
+    """The COCO ground truth of a roll: image ids from 1 in roll order, boxes xywh."""
+    images, annotations = [], []
+    for image_id, res in enumerate(results, start=1):
+        images.append(coco_image(image_id, res.name, options.width, options.height))
+        for (raw, (x0, y0, x1, y1)), extra in zip(res.entries, res.extras, strict=True):
+            annotations.append(
+                coco_annotation(
+                    len(annotations) + 1,
+                    image_id,
+                    extra["category_id"],
+                    (x0, y0, round(x1 - x0, 2), round(y1 - y0, 2)),
+                    segmentation=extra.get("segmentation", []),
+                    defect_name=raw,
+                )
+            )
+    description = (
+        f"fabricnms synth roll: seed {options.seed}, {options.n_images} frames "
+        f"{options.width}x{options.height}, difficulty {options.difficulty}, class prior "
+        f"{options.class_prior}"
+    )
+    return coco_dataset(images, annotations, coco_categories(20), description)
+
+
+def _write_release_annotations(
+    out: Path, results: Sequence[_FrameResult], summary: ReleaseSummary
+) -> None:
+    """``Annotations/masks.json`` (with masks), ``README.md`` and, last, ``anno_train.json``."""
     entries: list[dict] = []
     sidecar: dict[str, list[dict]] = {}
-    cat_counts: Counter[int] = Counter()
-    raw_counts: Counter[str] = Counter()
-
-    def collect(res: _FrameResult) -> None:
-        if res.normal:
-            summary.normal_frames += 1
-            return
-        summary.defect_frames += 1
+    for res in results:
         for (raw, box), extra in zip(res.entries, res.extras, strict=True):
-            if options.masks:
+            if summary.options.masks:
                 sidecar.setdefault(res.name, []).append(
                     {"entry": len(entries), "defect_name": raw, "bbox": list(box), **extra}
                 )
             entries.append({"name": res.name, "defect_name": raw, "bbox": [float(v) for v in box]})
-            cat_counts[extra["category_id"]] += 1
-            raw_counts[raw] += 1
-
-    if workers == 1:
-        for job in jobs:
-            collect(_render_job(job))
-            if progress is not None:
-                progress(summary.frames)
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(workers, initializer=_worker_init) as pool:
-            for res in pool.imap(_render_job, jobs, chunksize=1):
-                collect(res)
-                if progress is not None:
-                    progress(summary.frames)
-
-    if options.masks:
+    if summary.options.masks:
         atomic_write_json(
             out / "Annotations" / "masks.json",
             {
@@ -444,12 +594,8 @@ def write_release(
             indent=None,
             ensure_ascii=True,
         )
-    summary.boxes_per_category = dict(sorted(cat_counts.items()))
-    summary.boxes_per_raw = dict(sorted(raw_counts.items()))
-    summary.seconds = time.perf_counter() - start
     atomic_write_text(out / "README.md", _readme(summary))
     atomic_write_text(out / "Annotations" / "anno_train.json", annotation_json(entries))
-    return summary
 
 
 def annotation_json(entries: Sequence[dict]) -> str:
@@ -492,6 +638,7 @@ def _readme(summary: ReleaseSummary) -> str:
         f"| normal fraction | {opts.normal_fraction} |",
         f"| classes | {classes} |",
         f"| difficulty | {opts.difficulty} |",
+        f"| class prior | {opts.class_prior} |",
         f"| masks | {'yes (Annotations/masks.json)' if opts.masks else 'no'} |",
         "",
         f"Frames: {summary.frames} ({summary.defect_frames} defect, "

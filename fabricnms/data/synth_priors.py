@@ -88,14 +88,29 @@ def parse_classes(spec: str) -> list[int]:
     return sorted(ids)
 
 
-def raw_name_weights(classes: Sequence[int] | None = None) -> dict[str, float]:
-    """Probability of each raw name for one box, restricted to category ids ``classes``."""
+#: Category priors a release can draw from: the Tianchi box frequencies, or every category alike.
+CLASS_PRIORS: tuple[str, ...] = ("tianchi", "uniform")
+
+
+def raw_name_weights(
+    classes: Sequence[int] | None = None, prior: str = "tianchi"
+) -> dict[str, float]:
+    """Probability of each raw name for one box, restricted to category ids ``classes``.
+
+    ``prior`` ``"tianchi"`` weights a category by its train1 box count; ``"uniform"`` gives every
+    allowed category the same weight (raw names keep their shares inside it), which a training
+    set for all 20 categories wants: the rarest Tianchi category is ~60x rarer than the commonest.
+    """
+    if prior not in CLASS_PRIORS:
+        expected = ", ".join(CLASS_PRIORS)
+        raise FabricError(f"unknown class prior {prior!r}; expected one of {expected}")
     allowed = set(classes) if classes is not None else {c.id for c in CATEGORIES}
     unknown = allowed - set(CATEGORY_BY_ID)
     if unknown:
         raise FabricError(f"unknown category id(s) {sorted(unknown)}; expected 1-20")
     weights = {
-        r.raw: CATEGORY_BY_ID[r.category_id].box_prior * RAW_SHARES.get(r.raw, 1.0)
+        r.raw: (CATEGORY_BY_ID[r.category_id].box_prior if prior == "tianchi" else 1.0)
+        * RAW_SHARES.get(r.raw, 1.0)
         for r in RAW_CLASSES
         if r.category_id in allowed
     }
@@ -104,10 +119,11 @@ def raw_name_weights(classes: Sequence[int] | None = None) -> dict[str, float]:
 
 
 def sample_raw_names(
-    rng: np.random.Generator, n: int, classes: Sequence[int] | None = None
+    rng: np.random.Generator, n: int, classes: Sequence[int] | None = None, prior: str = "tianchi"
 ) -> list[str]:
-    """``n`` raw defect names drawn independently from the class prior."""
-    weights = raw_name_weights(classes)
+    """``n`` raw defect names drawn independently from the class prior (see
+    :func:`raw_name_weights`)."""
+    weights = raw_name_weights(classes, prior)
     names = list(weights)
     probs = np.array([weights[k] for k in names])
     return [names[i] for i in rng.choice(len(names), size=n, p=probs)]
