@@ -37,6 +37,9 @@ class TrainConfig:
     ``Detector(num_classes, **model)`` on top of those implied by ``model_width`` and
     ``detach_plan``. ``weights`` is the checkpoint training started from (empty: from scratch).
     ``threads``: torch CPU threads of the training step (0: the cores the workers leave free).
+    ``masks`` adds the prototype mask branch (``mask_prototypes`` prototypes, trained with
+    box-only losses); ``freeze_detector`` trains that branch alone on top of ``weights`` (a
+    detector trained without masks: its weights load, the branch starts fresh).
     """
 
     data: str = ""
@@ -62,6 +65,9 @@ class TrainConfig:
     detach_plan: bool = False
     model_width: str = "s"
     model: dict[str, Any] = field(default_factory=dict)
+    masks: bool = False
+    mask_prototypes: int = 8
+    freeze_detector: bool = False
     # sampling
     random_window_prob: float = 0.25
     repeat_threshold: float = 0.0
@@ -91,6 +97,7 @@ class TrainConfig:
         return {
             **model_width_kwargs(self.model_width),
             "detach_plan": self.detach_plan,
+            **({"mask_prototypes": self.mask_prototypes} if self.masks else {}),
             **self.model,
         }
 
@@ -110,6 +117,7 @@ class EvalConfig:
     overlap: float = 0.2
     batch: int = 4
     device: str = "auto"
+    masks: bool = False
 
 
 # (low, high) inclusive bounds; None = unbounded on that side.
@@ -147,6 +155,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "max_det": (1, None),
     "val_max_frames": (0, None),
     "save_period": (0, None),
+    "mask_prototypes": (1, 64),
     "conf": (0.0, 1.0),
     "overlap": (0.0, 0.9),
 }
@@ -281,7 +290,11 @@ def config_to_yaml(config: Any) -> str:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """A parsed ``dataset.yaml``. All paths absolute; ``names[i]`` is category ``i + 1``."""
+    """A parsed ``dataset.yaml``. All paths absolute; ``names[i]`` is category ``i + 1``.
+
+    ``masks``: the true-mask sidecars (``Annotations/masks.json`` of ``synth --masks``
+    releases, optional key ``masks``) for mask evaluation only; training never reads them.
+    """
 
     yaml_path: Path
     root: Path
@@ -289,6 +302,7 @@ class DataSpec:
     splits: dict[str, Path]
     names: tuple[str, ...]
     scheme: int
+    masks: tuple[Path, ...] = ()
 
     @property
     def nc(self) -> int:
@@ -335,6 +349,9 @@ def load_data_yaml(path: str | Path) -> DataSpec:
     splits = {
         split: (root / str(data[split])).resolve() for split in ("train", "val") if data.get(split)
     }
+    masks = data.get("masks") or []
+    if not isinstance(masks, list) or not all(isinstance(m, str) for m in masks):
+        raise FabricError(f"{path}: 'masks' must be a list of masks.json paths")
     return DataSpec(
         yaml_path=path,
         root=root,
@@ -342,4 +359,5 @@ def load_data_yaml(path: str | Path) -> DataSpec:
         splits=splits,
         names=tuple(names),
         scheme=int(data.get("scheme", len(names))),
+        masks=tuple((root / m).resolve() for m in masks),
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers_engine import NAMES, make_dataset
+from helpers_engine import NAMES, boosted_checkpoint, make_dataset
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
@@ -19,9 +19,8 @@ from fabricnms.cli import app
 from fabricnms.config import load_data_yaml
 from fabricnms.data.coco import coco_annotation, load_coco, write_coco
 from fabricnms.data.dataset import frames_from_coco, read_frame
-from fabricnms.engine.checkpoint import make_checkpoint, save_checkpoint
+from fabricnms.engine.checkpoint import save_checkpoint
 from fabricnms.engine.tiling import TileSettings, detect_frames
-from fabricnms.model.detector import Detector
 
 runner = CliRunner()
 TILE = ["--tile", "128", "--nms", "greedy", "--device", "cpu"]
@@ -33,24 +32,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | float]:
     detections (score >= t): evaluated at --conf t / --acc-conf t, every metric must be 1."""
     root = tmp_path_factory.mktemp("eval")
     data = make_dataset(root / "data", n_train=1, n_val=4, width=200, height=120)
-    torch.manual_seed(0)
-    model = Detector(num_classes=len(NAMES), width=4, neck_channels=16, embed_dim=8).eval()
-    with torch.no_grad():  # untrained towers output ~1e-5: a large gain spreads the scores
-        for name, module in model.named_modules():
-            if name.endswith(("cls_o2m", "quality")):
-                module.weight.normal_(0.0, 2e4)
-    weights = root / "model.pt"
-    save_checkpoint(
-        weights,
-        make_checkpoint(
-            model_state=model.state_dict(),
-            ema_state=None,
-            detector_config=model.config,
-            class_names=NAMES,
-            category_ids=[1, 2, 3],
-            data=str(data),
-        ),
-    )
+    weights, model = boosted_checkpoint(root / "model.pt", NAMES, data)
     spec = load_data_yaml(data)
     val = load_coco(spec.split_path("val"))
     frames = frames_from_coco(val, spec.image_root, spec.nc)

@@ -130,8 +130,8 @@ def test_non_finite_loss_stops_with_message_and_keeps_last_good(
     original = Detector.loss
     calls = {"n": 0}
 
-    def loss_going_nan(self, dense, targets, progress):  # type: ignore[no-untyped-def]
-        out = original(self, dense, targets, progress)
+    def loss_going_nan(self, dense, targets, progress, images=None):  # type: ignore[no-untyped-def]
+        out = original(self, dense, targets, progress, images)
         calls["n"] += 1
         if calls["n"] == 3:
             out["loss"] = out["loss"] * float("nan")

@@ -22,6 +22,7 @@ from fabricnms.engine.writers import (
     ResultWriter,
 )
 from fabricnms.errors import FabricError
+from fabricnms.model.mask_head import MaskCrops
 from fabricnms.model.types import Detections
 from fabricnms.report.calibration import Calibration
 
@@ -174,11 +175,12 @@ def test_bad_inputs(tmp_path: Path) -> None:
 def test_masks_become_rle_segmentation(tmp_path: Path) -> None:
     mask = torch.zeros(1, 32, 64, dtype=torch.bool)
     mask[0, 4:10, 8:20] = True
+    crops = MaskCrops(torch.tensor([[8, 4]]), [mask[0, 4:10, 8:20]], 32, 64)
     det = Detections(
         boxes=torch.tensor([[8.0, 4.0, 20.0, 10.0]]),
         scores=torch.tensor([0.8]),
         labels=torch.tensor([1]),
-        masks=mask,
+        masks=crops,
     )
     with ResultWriter(tmp_path / "out", NAMES, formats=("coco",)) as w:
         w.add(tmp_path / "a.jpg", 64, 32, det)
@@ -188,3 +190,4 @@ def test_masks_become_rle_segmentation(tmp_path: Path) -> None:
     assert seg["size"] == [32, 64]
     decoded = mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()})
     assert decoded.sum() == 72 and np.array_equal(decoded.astype(bool), mask[0].numpy())
+    assert row["area"] == 72

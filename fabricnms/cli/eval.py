@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from fabricnms.config import NMS_METHODS, EvalConfig
+
+if TYPE_CHECKING:
+    from fabricnms.engine.masks import MaskReport
 
 _D = EvalConfig()
 
@@ -37,6 +40,14 @@ def eval_cmd(
     overlap: Annotated[float, typer.Option(help="Tile overlap ratio.")] = _D.overlap,
     batch: Annotated[int, typer.Option(help="Tiles per forward pass.")] = _D.batch,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = _D.device,
+    masks: Annotated[
+        bool,
+        typer.Option(
+            "--masks",
+            help="Also score refined masks (segm AP, mean mask IoU) against the true masks of "
+            "a `synth --masks` dataset; needs a checkpoint with a mask branch.",
+        ),
+    ] = _D.masks,
     name: Annotated[str, typer.Option(help="Run name: runs/eval/NAME, NAME2, ...")] = "eval",
     project: Annotated[Path, typer.Option(help="Root folder of all runs.")] = Path("runs"),
     as_json: Annotated[
@@ -63,6 +74,7 @@ def eval_cmd(
             "overlap": overlap,
             "batch": batch,
             "device": device,
+            "masks": masks,
         },
     )
     run = run_eval(cfg, project=project, name=name)
@@ -70,7 +82,20 @@ def eval_cmd(
         print_json(run.summary)
     else:
         render_report(run.summary, run.report.coco.summary)
+        if run.masks is not None:
+            console.print(mask_line(run.masks), markup=False)
     console.print(f"Results saved to {run.run_dir.resolve()}", markup=False, soft_wrap=True)
+
+
+def mask_line(report: MaskReport) -> str:
+    """One line: mask AP, AP50 and mean mask IoU of the masks and of the filled boxes."""
+    m = report.as_dict()
+    return (
+        f"Masks ({m['true_masks']} true masks): mask AP {_num(m['mask_AP'])}, "
+        f"AP50 {_num(m['mask_AP50'])}, mean mask IoU {m['mean_best_iou']:.3f}; "
+        f"filled boxes: AP {_num(m['box_as_mask_AP'])}, AP50 {_num(m['box_as_mask_AP50'])}, "
+        f"mean IoU {m['box_mean_best_iou']:.3f}"
+    )
 
 
 def _num(value: float) -> str:

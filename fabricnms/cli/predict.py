@@ -85,6 +85,15 @@ def predict(
         int, typer.Option(min=1, help="Tiles per forward pass.", rich_help_panel=_DET)
     ] = 4,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.", rich_help_panel=_DET)] = "auto",
+    masks: Annotated[
+        bool,
+        typer.Option(
+            "--masks",
+            help="Also a refined mask per defect (COCO RLE, area in px and mm², uncertainty); "
+            "needs a checkpoint trained with --set masks=true.",
+            rich_help_panel=_DET,
+        ),
+    ] = False,
     recursive: Annotated[
         bool,
         typer.Option("--recursive", "-r", help="Search subfolders of folder sources and ** globs."),
@@ -221,6 +230,7 @@ def predict(
         calibrated=px_per_mm is not None,
         grading=grading.value,
         max_points=max_points,
+        masks=masks,
     )
     with _FrameReporter() as reporter:
         result = run_predict(

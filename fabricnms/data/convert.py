@@ -5,7 +5,9 @@ frame, read each frame's real size from its header, map raw names to the chosen 
 clip boxes to the frame and drop empty ones, de-duplicate, add normal frames without boxes,
 split train/val (:mod:`fabricnms.data.split`), build the COCO documents
 (:mod:`fabricnms.data.coco`). :func:`convert_release` writes nothing; :func:`write_outputs`
-writes everything atomically (all files or none), ``dataset.yaml`` last.
+writes everything atomically (all files or none), ``dataset.yaml`` last. A release made by
+``synth --masks`` has true masks next to its label file (``Annotations/masks.json``);
+``dataset.yaml`` lists them under ``masks`` for ``eval --masks`` (training never reads them).
 
 Boxes: Tianchi ``bbox`` is xyxy in frame pixels; COCO ``bbox`` is xywh in frame pixels.
 Class ids are 1-based (20 categories or 34 fine classes).
@@ -56,6 +58,7 @@ TRAIN_JSON = "annotations/instances_train.json"
 VAL_JSON = "annotations/instances_val.json"
 DATASET_YAML = "dataset.yaml"
 IMAGES_DIR = "images"
+MASKS_JSON = "masks.json"
 _EXAMPLES_PER_KIND = 3
 
 
@@ -141,6 +144,7 @@ class ConvertResult:
     val: dict  # COCO document
     image_root: Path
     summary: dict[str, Any]
+    masks: list[Path] = field(default_factory=list)  # true-mask sidecars of the releases
 
 
 def convert_release(sources: list[Path], out: Path, options: ConvertOptions) -> ConvertResult:
@@ -193,7 +197,10 @@ def convert_release(sources: list[Path], out: Path, options: ConvertOptions) -> 
     summary = _summary(
         release, label_counts, frames, is_val, options, counts, unknown, issues, train, val
     )
-    return ConvertResult(frames, is_val, train, val, image_root, summary)
+    masks = [
+        f.parent / MASKS_JSON for f in release.label_files if (f.parent / MASKS_JSON).is_file()
+    ]
+    return ConvertResult(frames, is_val, train, val, image_root, summary, masks)
 
 
 def _defect_frame(
@@ -505,6 +512,8 @@ def write_outputs(result: ConvertResult, out: Path, options: ConvertOptions) -> 
         "names": names,
         "scheme": options.scheme,
     }
+    if result.masks:
+        dataset["masks"] = [str(m) for m in result.masks]
     texts = {  # renamed in reverse order of this dict
         out / DATASET_YAML: yaml.safe_dump(dataset, sort_keys=False, allow_unicode=True),
         out / VAL_JSON: coco_to_json(result.val, str(out / VAL_JSON)),

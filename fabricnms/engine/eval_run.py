@@ -1,7 +1,13 @@
 """``fabricnms eval`` as a function: find the weights and data, evaluate, save the run.
 
 Writes ``runs/eval/<name>[N]/``: ``eval.json`` (everything printed), ``results.json`` (COCO
-results list: ``bbox`` xywh px, ``category_id`` 1-based) and ``config.yaml``.
+results list: ``bbox`` xywh px, ``category_id`` 1-based; with masks also ``segmentation`` RLE)
+and ``config.yaml``.
+
+With ``masks`` the checkpoint's mask branch gives every detection a refined mask, scored
+against the true masks the dataset lists (``masks`` in ``dataset.yaml``, written by
+``convert`` for ``synth --masks`` releases) with pycocotools ``segm`` and the mean best mask IoU
+(:func:`fabricnms.engine.masks.evaluate_masks`, next to the filled-box baseline).
 """
 
 from __future__ import annotations
@@ -18,11 +24,19 @@ from fabricnms.data.coco import load_coco
 from fabricnms.data.dataset import frames_from_coco
 from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS, load_detector
 from fabricnms.engine.evaluate import EvalReport, evaluate_frames
+from fabricnms.engine.masks import (
+    MaskReport,
+    TrueMask,
+    evaluate_masks,
+    load_true_masks,
+    segm_ground_truth,
+)
 from fabricnms.engine.runtime import resolve_device
 from fabricnms.engine.tiling import TileSettings
 from fabricnms.errors import FabricError
 from fabricnms.io import atomic_write_json, atomic_write_text, increment_run_dir
 from fabricnms.log import console, get_logger
+from fabricnms.model.mask_infer import require_mask_branch
 
 log = get_logger("eval")
 
@@ -36,6 +50,7 @@ class EvalRun:
     report: EvalReport
     run_dir: Path
     summary: dict[str, Any]
+    masks: MaskReport | None = None
 
 
 def resolve_weights(weights: str, project: Path) -> Path:
@@ -80,6 +95,10 @@ def run_eval(cfg: EvalConfig, project: str | Path = "runs", name: str = "eval") 
         )
     gt_path = spec.split_path(cfg.split)
     gt = load_coco(gt_path)
+    segm_gt = None
+    if cfg.masks:
+        require_mask_branch(model, str(weights))
+        segm_gt = true_mask_ground_truth(spec, gt)
     frames = frames_from_coco(gt, spec.image_root, spec.nc)
     if not frames:
         raise FabricError(f"{gt_path}: the {cfg.split} split has no images")
@@ -119,5 +138,25 @@ def run_eval(cfg: EvalConfig, project: str | Path = "runs", name: str = "eval") 
         "results_file": str((run_dir / "results.json").resolve()),
         **report.as_dict(),
     }
+    mask_report = None
+    if segm_gt is not None:
+        mask_report = evaluate_masks(segm_gt, report.results)
+        summary["masks"] = mask_report.as_dict()
     atomic_write_json(run_dir / "eval.json", summary)
-    return EvalRun(report=report, run_dir=run_dir, summary=summary)
+    return EvalRun(report=report, run_dir=run_dir, summary=summary, masks=mask_report)
+
+
+def true_mask_ground_truth(spec: DataSpec, gt: dict[str, Any]) -> dict[str, Any]:
+    """A ``segm`` ground truth of the split ``gt`` from the true masks ``spec`` lists.
+
+    A one-line :class:`FabricError` when the dataset has no true masks.
+    """
+    if not spec.masks:
+        raise FabricError(
+            f"{spec.yaml_path}: no true masks to evaluate against ('masks' lists none); "
+            "convert a release made by `fabricnms synth --masks`"
+        )
+    masks: dict[str, list[TrueMask]] = {}
+    for path in spec.masks:
+        masks.update(load_true_masks(path))
+    return segm_ground_truth(gt, masks, ", ".join(str(p) for p in spec.masks))

@@ -85,11 +85,12 @@ class EvalReport:
 
 
 def detections_to_coco(image_id: int, det: Detections) -> list[dict[str, Any]]:
-    """COCO results rows of one frame: ``bbox`` xywh float px, ``category_id`` 1-based."""
+    """COCO results rows of one frame: ``bbox`` xywh float px, ``category_id`` 1-based; with
+    masks also ``segmentation`` (COCO RLE of the frame) and ``area`` (mask pixels)."""
     boxes = det.boxes.detach().cpu().double().tolist()
     scores = det.scores.detach().cpu().double().tolist()
     labels = det.labels.detach().cpu().tolist()
-    return [
+    rows = [
         {
             "image_id": int(image_id),
             "category_id": int(label) + 1,
@@ -98,6 +99,10 @@ def detections_to_coco(image_id: int, det: Detections) -> list[dict[str, Any]]:
         }
         for (x1, y1, x2, y2), score, label in zip(boxes, scores, labels, strict=True)
     ]
+    if det.masks is not None:
+        for row, rle, area in zip(rows, det.masks.to_rle(), det.masks.area().tolist(), strict=True):
+            row.update(segmentation=rle, area=float(area))
+    return rows
 
 
 def _as_frame_boxes(det: Detections) -> FrameBoxes:
@@ -138,7 +143,7 @@ def evaluate_frames(
     gts = [FrameBoxes(boxes=f.boxes.astype(np.float64), labels=f.labels) for f in frames]
     nc = len(names)
     tianchi = tianchi_metrics(gts, preds, nc, acc_conf=acc_conf)
-    coco = coco_eval(_restrict(gt_coco, {f.image_id for f in frames}), results)
+    coco = coco_eval(restrict_images(gt_coco, {f.image_id for f in frames}), results)
     instances = np.zeros(nc, dtype=np.int64)
     images_per_class = np.zeros(nc, dtype=np.int64)
     for f in frames:
@@ -157,7 +162,7 @@ def evaluate_frames(
     )
 
 
-def _restrict(coco: dict[str, Any], image_ids: set[int]) -> dict[str, Any]:
+def restrict_images(coco: dict[str, Any], image_ids: set[int]) -> dict[str, Any]:
     """The COCO document limited to ``image_ids`` (unchanged when it has no other images)."""
     if all(im["id"] in image_ids for im in coco["images"]):
         return coco

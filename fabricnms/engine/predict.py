@@ -8,6 +8,11 @@ JPEG per frame. At the end the writer turns its journal into the COCO / Tianchi 
 for a roll, :func:`~fabricnms.report.roll.build_roll_report` grades it. Only the frames inside
 one tiling batch are held in memory.
 
+With ``masks`` (a checkpoint with a mask branch) every detection also gets a refined binary
+mask (:mod:`fabricnms.model.mask_infer`): COCO RLE ``segmentation``, ``area`` in pixels (and
+``area_mm2`` when calibrated) and ``mask_uncertainty`` in the results, mask columns in the CSV,
+filled masks in the overlays.
+
 Output folder (``runs/predict/<name>[N]`` or an exact ``out`` folder)::
 
     predictions.json, images.json     COCO results (bbox xywh px, category_id 1-based) + images
@@ -51,9 +56,10 @@ from fabricnms.engine.writers import FORMATS, ResultWriter
 from fabricnms.errors import FabricError
 from fabricnms.io import atomic_write_json, atomic_write_text, increment_run_dir
 from fabricnms.log import get_logger
-from fabricnms.model.types import Detections
+from fabricnms.model.mask_infer import require_mask_branch
 from fabricnms.report.calibration import DEFAULT_PX_PER_MM, Calibration
 from fabricnms.report.grading import GradingRules
+from fabricnms.report.records import FrameRecord
 
 log = get_logger("predict")
 
@@ -61,7 +67,7 @@ log = get_logger("predict")
 AUTO_OVERLAY_MAX_FRAMES = 200
 GRADING_SYSTEMS = {"4": "4pt", "10": "10pt"}
 #: Settings that change the detections: a resumed run must use the same values.
-_RESUME_KEYS = ("weights", "nms", "conf", "max_det", "tile", "overlap")
+_RESUME_KEYS = ("weights", "nms", "conf", "max_det", "tile", "overlap", "masks")
 
 
 @dataclass
@@ -72,7 +78,8 @@ class PredictConfig:
     :data:`AUTO_OVERLAY_MAX_FRAMES` frames; a roll report when the only source is a folder and
     the run is not sharded. ``px_per_mm`` is the camera scale on the fabric (both axes);
     ``max_points`` the acceptance limit in points per 100 yd² (``None``: the grading system's
-    default, 40 per 100 yd² for 4-point, 100 per 100 linear yd for 10-point).
+    default, 40 per 100 yd² for 4-point, 100 per 100 linear yd for 10-point). ``masks``:
+    refined defect masks (needs a checkpoint with a mask branch).
     """
 
     sources: list[str] = field(default_factory=list)
@@ -93,6 +100,7 @@ class PredictConfig:
     calibrated: bool = False
     grading: str = "4"
     max_points: float | None = None
+    masks: bool = False
 
 
 @dataclass
@@ -233,6 +241,8 @@ def run_predict(
         if class_names is None:
             raise FabricError("run_predict: a model given without its class names")
         weights_str = cfg.weights
+    if cfg.masks:
+        require_mask_branch(model, weights_str or "the model")
     roll = cfg.roll
     if roll is None:
         roll = len(cfg.sources) == 1 and Path(cfg.sources[0]).is_dir() and not cfg.shard
@@ -264,6 +274,7 @@ def run_predict(
         resolved.formats,
         calibration if resolved.calibrated else None,
         resume=resume,
+        masks=resolved.masks,
     ) as writer:
         atomic_write_text(out_dir / "config.yaml", config_to_yaml(resolved))
         todo = [p for p in frames if not writer.is_done(p)]
@@ -439,10 +450,11 @@ def _stream(
         height, width = item.image.shape[:2]
         t1 = time.perf_counter()
         det = det.to("cpu")
-        writer.add(item.path, width, height, det)
+        record = FrameRecord.from_detections(item.path, width, height, det)
+        writer.add_record(record)
         if cfg.overlays:
             _draw_overlay(
-                item.image, det, class_names, out_dir / "overlays" / overlay_names[item.path]
+                item.image, record, class_names, out_dir / "overlays" / overlay_names[item.path]
             )
         stats.write_s += time.perf_counter() - t1
         counts = Counter(class_names[c] for c in det.labels.tolist())
@@ -469,15 +481,23 @@ def _overlay_names(frames: list[Path]) -> dict[Path, str]:
     return dict(zip(frames, output_names(frames), strict=True))
 
 
-def _draw_overlay(image: np.ndarray, det: Detections, class_names: list[str], path: Path) -> None:
-    """Boxes, class names and scores on the RGB ``image``, written as a JPEG."""
+def _draw_overlay(
+    image: np.ndarray, record: FrameRecord, class_names: list[str], path: Path
+) -> None:
+    """Boxes, class names, scores and masks (when present) on the RGB ``image``, as a JPEG."""
     import cv2
 
     from fabricnms.report.batch import write_jpeg
     from fabricnms.report.overlay import draw_boxes
 
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    dets = record.detections
     drawn = draw_boxes(
-        bgr, det.boxes.tolist(), det.labels.tolist(), class_names, det.scores.tolist()
+        bgr,
+        [d.box for d in dets],
+        [d.label for d in dets],
+        class_names,
+        [d.score for d in dets],
+        segmentations=[d.rle for d in dets],
     )
     write_jpeg(path, drawn)

@@ -7,10 +7,17 @@ window is padded to a multiple of 32 by mirroring, windows are batched through t
 window, the candidates are shifted to frame coordinates, concatenated per frame and suppressed
 ONCE per frame, so a defect crossing a tile border (a long warp line) comes out as one
 detection. Output boxes are xyxy frame pixels, labels 0-based.
+
+With ``TileSettings.masks`` (a detector with a mask branch) each window's prototypes are
+stitched into a frame-level map as the windows arrive (:class:`~fabricnms.model.mask_infer.
+ProtoMosaic`: a frame cell takes the prototypes of the tile it lies deepest in), and after the
+suppression every kept detection's mask is assembled from that map with its fused
+coefficients and refined (:func:`~fabricnms.model.mask_infer.frame_masks`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +27,8 @@ import numpy as np
 import torch
 
 from fabricnms.data.dataset import pad_to
+from fabricnms.errors import FabricError
+from fabricnms.model.mask_infer import MaskSettings, ProtoMosaic, frame_masks
 from fabricnms.model.types import Detections
 
 STRIDE_MULTIPLE = 32
@@ -27,7 +36,8 @@ STRIDE_MULTIPLE = 32
 
 @dataclass(frozen=True)
 class TileSettings:
-    """Tiling and postprocess settings (pixels of the frame)."""
+    """Tiling and postprocess settings (pixels of the frame); ``masks``: refine masks with
+    these settings (needs a mask branch), ``None``: boxes only."""
 
     tile: int = 1024
     overlap: float = 0.2
@@ -37,10 +47,12 @@ class TileSettings:
     max_det: int = 300
     max_candidates: int = 1000
     score_floor: float = 0.01
+    masks: MaskSettings | None = None
 
     @classmethod
     def from_config(cls, cfg: Any) -> TileSettings:
-        """Settings from any config with ``tile, overlap, batch, nms, conf, max_det`` fields."""
+        """Settings from any config with ``tile, overlap, batch, nms, conf, max_det, masks``
+        fields (``masks`` a bool: default :class:`MaskSettings` when true)."""
         return cls(
             tile=cfg.tile,
             overlap=cfg.overlap,
@@ -48,6 +60,7 @@ class TileSettings:
             nms=cfg.nms,
             conf=cfg.conf,
             max_det=cfg.max_det,
+            masks=MaskSettings() if cfg.masks else None,
         )
 
 
@@ -90,6 +103,7 @@ class _FrameState:
     height: int
     pending: int
     candidates: list = field(default_factory=list)
+    mosaic: ProtoMosaic | None = None
 
 
 def detect_frames(
@@ -100,15 +114,17 @@ def detect_frames(
 ) -> Iterator[Detections]:
     """Detect defects in each ``[H, W, 3]`` uint8 RGB frame; yields one result per frame, in order.
 
-    Streaming: at most one batch of windows and the candidates of unfinished frames are held.
-    ``model`` must be in eval mode; inference runs under ``torch.inference_mode``.
+    Streaming: at most one batch of windows and the candidates (and, with masks, the stitched
+    prototypes) of unfinished frames are held. ``model`` must be in eval mode; inference runs
+    under ``torch.inference_mode``. With ``settings.masks`` a model without a mask branch is a
+    :class:`FabricError`.
     """
     from fabricnms.model.postprocess import concat_candidates, select_candidates, suppress
 
     device = torch.device(device)
     frames: list[_FrameState] = []
     crops: list[np.ndarray] = []
-    owners: list[tuple[_FrameState, int, int]] = []
+    owners: list[tuple[_FrameState, tuple[int, int, int, int]]] = []
 
     def flush() -> None:
         if not crops:
@@ -116,10 +132,13 @@ def detect_frames(
         batch = torch.from_numpy(np.stack(crops)).to(device)
         batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
         with torch.inference_mode():
-            cands = select_candidates(model(batch), settings.max_candidates, settings.score_floor)
-        for cand, (state, x0, y0) in zip(cands, owners, strict=True):
-            state.candidates.append(cand.shifted(float(x0), float(y0)))
-            state.pending -= 1
+            dense = model(batch)
+            cands = select_candidates(dense, settings.max_candidates, settings.score_floor)
+            for i, (cand, (state, window)) in enumerate(zip(cands, owners, strict=True)):
+                state.candidates.append(cand.shifted(float(window[0]), float(window[1])))
+                state.pending -= 1
+                if settings.masks is not None:
+                    _stitch(state, dense.prototypes, dense.proto_stride, i, window)
         crops.clear()
         owners.clear()
 
@@ -127,7 +146,10 @@ def detect_frames(
         merged = concat_candidates(state.candidates)
         with torch.inference_mode():
             det = suppress([merged], settings.nms, settings.conf, settings.max_det)[0]
-        return clip_detections(det, state.width, state.height)
+            det = clip_detections(det, state.width, state.height)
+            if settings.masks is not None and state.mosaic is not None:
+                det = frame_masks(det, state.mosaic, settings.masks)
+        return det
 
     for image in images:
         height, width = image.shape[:2]
@@ -140,7 +162,7 @@ def detect_frames(
             if crops and crops[0].shape != crop.shape:
                 flush()
             crops.append(crop)
-            owners.append((state, x0, y0))
+            owners.append((state, (x0, y0, x1, y1)))
             if len(crops) >= settings.batch:
                 flush()
         while frames and frames[0].pending == 0:
@@ -150,16 +172,30 @@ def detect_frames(
         yield finish(state)
 
 
+def _stitch(
+    state: _FrameState,
+    prototypes: torch.Tensor | None,
+    stride: int,
+    index: int,
+    window: tuple[int, int, int, int],
+) -> None:
+    """Add window ``index`` of a batch's ``prototypes [B, P, h, w]`` to its frame's mosaic."""
+    if prototypes is None:
+        raise FabricError(
+            "masks were requested but the detector has no mask branch "
+            "(train one with --set masks=true)"
+        )
+    if state.mosaic is None:
+        state.mosaic = ProtoMosaic(
+            state.width, state.height, stride, prototypes.shape[1], prototypes.device
+        )
+    state.mosaic.add(prototypes[index], window)
+
+
 def clip_detections(det: Detections, width: int, height: int) -> Detections:
     """Clip boxes to the frame and drop those left without area (they lay in the padding)."""
     from fabricnms.model.boxes import clip_boxes
 
     boxes = clip_boxes(det.boxes, float(width), float(height))
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    return Detections(
-        boxes=boxes[keep],
-        scores=det.scores[keep],
-        labels=det.labels[keep],
-        masks=None if det.masks is None else det.masks[keep],
-        extra={k: v[keep] for k, v in det.extra.items()},
-    )
+    return dataclasses.replace(det, boxes=boxes).select(keep)

@@ -133,6 +133,38 @@ def _check_classes(names: list[str], data_names: tuple[str, ...], source: str) -
         )
 
 
+def load_start_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model``; only mask-branch parameters may be missing from it.
+
+    A detector trained without masks thus starts a run with ``masks=true``: its weights load
+    and the mask branch keeps its fresh initialisation (logged). Any other mismatch is a
+    :class:`FabricError` naming ``source``.
+    """
+    from fabricnms.model.detector import MASK_BRANCH_PREFIX
+
+    try:
+        result = model.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith(MASK_BRANCH_PREFIX)]
+        if missing or result.unexpected_keys:
+            first = (missing or result.unexpected_keys)[0]
+            kind = "missing" if missing else "unexpected"
+            raise RuntimeError(
+                f"{len(missing)} missing, {len(result.unexpected_keys)} unexpected keys "
+                f"({kind}: {first})"
+            )
+    except RuntimeError as exc:
+        raise FabricError(
+            f"{source}: weights do not fit the model (--model-width or model keys "
+            f"differ): {str(exc).splitlines()[0]}"
+        ) from None
+    if result.missing_keys:
+        log.info(
+            "%s has no mask branch: loaded the detector, the mask branch (%d tensors) starts fresh",
+            source,
+            len(result.missing_keys),
+        )
+
+
 def _targets_to(targets: list[dict[str, torch.Tensor]], device: torch.device) -> list[dict]:
     return [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
 
@@ -173,17 +205,18 @@ class Trainer:
         self.data = _load_data(cfg)
         from fabricnms.model.detector import Detector
 
+        if cfg.freeze_detector and not (cfg.masks and cfg.weights):
+            raise FabricError(
+                "freeze_detector trains the mask branch alone: it needs masks=true and "
+                "--weights (a trained detector)"
+            )
         self.model = Detector(num_classes=self.data.spec.nc, **cfg.model_kwargs()).to(self.device)
         if cfg.weights and resume_ckpt is None:
             start = ckpt_io.load_checkpoint(cfg.weights)
             _check_classes(start["class_names"], self.data.spec.names, cfg.weights)
-            try:
-                self.model.load_state_dict(ckpt_io.inference_state(start))
-            except RuntimeError as exc:
-                raise FabricError(
-                    f"{cfg.weights}: weights do not fit the model (--model-width or model keys "
-                    f"differ): {str(exc).splitlines()[0]}"
-                ) from None
+            load_start_weights(self.model, ckpt_io.inference_state(start), cfg.weights)
+        if cfg.freeze_detector:
+            self.model.freeze_detector()
         self.optimizer = build_optimizer(self.model, cfg.lr, cfg.weight_decay)
         class_factors = class_repeat_factors(
             self.data.train_frames, self.data.spec.nc, cfg.repeat_threshold
@@ -377,7 +410,9 @@ class Trainer:
         progress = min(1.0, self.global_step / max(1, self.total_steps))
         with torch.autocast(self.device.type, enabled=self.amp):
             dense = self.ddp(images)
-        losses = self.model.loss(_dense_float(dense) if self.amp else dense, targets, progress)
+        losses = self.model.loss(
+            _dense_float(dense) if self.amp else dense, targets, progress, images
+        )
         loss = losses["loss"]
         if self.dist.distributed:
             loss = loss + _zero_touch(dense)
@@ -447,7 +482,11 @@ class Trainer:
             if report is not None:
                 row.update(report.flat_metrics())
                 metric = float(row[SELECTION_METRIC])
-                improved = self.best_metric is None or metric > self.best_metric
+                # a frozen detector's metric stays put while its mask branch (which no
+                # validation can score without true masks) trains: the latest epoch is best
+                improved = (
+                    self.best_metric is None or metric > self.best_metric or cfg.freeze_detector
+                )
                 if improved:
                     self.best_metric, self.best_epoch = metric, self.epoch
             elif not self.data.val_frames:

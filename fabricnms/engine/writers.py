@@ -6,23 +6,28 @@ stays flat over any number of frames and an interrupted run resumes where it sto
 final files, each written atomically:
 
 - ``predictions.json``: the plain COCO results list ``[{image_id, category_id, bbox, score}]``
-  (``bbox`` xywh pixels, ``category_id`` 1-based, optional ``segmentation`` RLE), and
+  (``bbox`` xywh pixels, ``category_id`` 1-based; with masks also ``segmentation`` (COCO RLE
+  of the frame), ``area`` (mask pixels), ``mask_uncertainty`` (bits) and, calibrated,
+  ``area_mm2``), and
   ``images.json``: a COCO dataset with the image list and categories (no annotations), so
   ``COCO("images.json").loadRes("predictions.json")`` works;
 - ``submission.json``: the Tianchi submission ``[{name, category, bbox, score}]``, ``bbox``
   xyxy pixels, ``category`` 1-based, ``name`` the bare file name;
 - ``detections.csv``: one row per defect with explicit headers (:data:`CSV_COLUMNS`; plus
-  :data:`CSV_CALIBRATED_COLUMNS` when a calibration is given).
+  :data:`CSV_CALIBRATED_COLUMNS` when a calibration is given; plus :data:`CSV_MASK_COLUMNS`
+  with masks, and ``mask_area_mm2`` when both).
 
 Journal format: line 1 is a header ``{"journal": "fabricnms-detections", "version": 1,
 "class_names": [...]}``; every further line is ``{"image_id", "frame" (absolute path), "width",
-"height", "detections": [{"category_id", "bbox" xyxy, "score", "segmentation"?}]}``.
+"height", "detections": [{"category_id", "bbox" xyxy, "score", "segmentation"?, "area"?,
+"mask_uncertainty"?}]}``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -65,6 +70,9 @@ CSV_COLUMNS: tuple[str, ...] = (
 #: Box width across / height along the roll in mm, box centre across in mm from the left
 #: selvage (frame x = 0), box centre along the roll in metres from the roll start.
 CSV_CALIBRATED_COLUMNS: tuple[str, ...] = ("w_mm", "h_mm", "x_mm", "y_along_m")
+#: Mask area in frame pixels and mask uncertainty (mean binary entropy in bits); written with
+#: masks (``mask_area_mm2`` follows when calibrated).
+CSV_MASK_COLUMNS: tuple[str, ...] = ("mask_area_px", "mask_uncertainty")
 
 
 class ResultWriter:
@@ -74,7 +82,8 @@ class ResultWriter:
         out_dir: output folder (created).
         class_names: names in 0-based label order (``class_names[i]`` is category ``i + 1``).
         formats: any of :data:`FORMATS`.
-        calibration: enables the physical CSV columns.
+        calibration: enables the physical CSV columns (and ``area_mm2`` of masks).
+        masks: the detections carry masks: adds the CSV mask columns.
         resume: continue an existing journal in ``out_dir``; without it an existing non-empty
             journal is an error, so earlier results are never silently replaced.
 
@@ -89,8 +98,10 @@ class ResultWriter:
         formats: Iterable[str] = FORMATS,
         calibration: Calibration | None = None,
         resume: bool = False,
+        masks: bool = False,
     ) -> None:
         self.out_dir = Path(out_dir)
+        self.masks = masks
         self.class_names = list(class_names)
         self.formats = tuple(dict.fromkeys(formats))
         unknown = [f for f in self.formats if f not in FORMATS]
@@ -220,11 +231,13 @@ class ResultWriter:
                 paths[fmt] = self.out_dir / OUTPUT_NAMES[fmt]
                 fh = stack.enter_context(atomic_open(paths[fmt], "w"))
                 if fmt == "coco":
-                    sinks.append(_JsonListSink(fh, _coco_row))
+                    sinks.append(_JsonListSink(fh, functools.partial(_coco_row, self.calibration)))
                 elif fmt == "tianchi":
                     sinks.append(_JsonListSink(fh, _tianchi_row))
                 else:
-                    sinks.append(_CsvSink(fh, self.class_names, self.calibration, offsets))
+                    sinks.append(
+                        _CsvSink(fh, self.class_names, self.calibration, offsets, self.masks)
+                    )
             for image_id, rec in self.records():
                 for det in rec.detections:
                     for sink in sinks:
@@ -343,7 +356,9 @@ class _JsonListSink:
         self.fh.write("\n]\n")
 
 
-def _coco_row(image_id: int, rec: FrameRecord, det: DetectionRecord) -> dict[str, Any]:
+def _coco_row(
+    calibration: Calibration | None, image_id: int, rec: FrameRecord, det: DetectionRecord
+) -> dict[str, Any]:
     x1, y1, x2, y2 = det.box
     row: dict[str, Any] = {
         "image_id": image_id,
@@ -353,6 +368,12 @@ def _coco_row(image_id: int, rec: FrameRecord, det: DetectionRecord) -> dict[str
     }
     if det.rle is not None:
         row["segmentation"] = det.rle
+    if det.area is not None:
+        row["area"] = det.area
+        if calibration is not None:
+            row["area_mm2"] = round(calibration.mm2(det.area), 2)
+    if det.uncertainty is not None:
+        row["mask_uncertainty"] = round(det.uncertainty, 4)
     return row
 
 
@@ -372,10 +393,14 @@ class _CsvSink:
         class_names: list[str],
         calibration: Calibration | None,
         offsets: dict[str, int],
+        masks: bool,
     ) -> None:
         self.writer = csv.writer(fh, lineterminator="\n")
         self.class_names, self.calibration, self.offsets = class_names, calibration, offsets
+        self.masks = masks
         columns = CSV_COLUMNS + (CSV_CALIBRATED_COLUMNS if calibration else ())
+        if masks:
+            columns += CSV_MASK_COLUMNS + (("mask_area_mm2",) if calibration else ())
         self.writer.writerow(columns)
 
     def write(self, image_id: int, rec: FrameRecord, det: DetectionRecord) -> None:
@@ -397,6 +422,11 @@ class _CsvSink:
                 f"{cal.mm_x((x1 + x2) / 2):.1f}",
                 f"{cal.mm_y(along_px) / 1000:.4f}",
             ]
+        if self.masks:
+            area = det.area or 0.0
+            row += [f"{area:.0f}", f"{det.uncertainty or 0.0:.4f}"]
+            if cal is not None:
+                row.append(f"{cal.mm2(area):.2f}")
         self.writer.writerow(row)
 
     def close(self) -> None:

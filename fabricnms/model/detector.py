@@ -3,6 +3,11 @@
 ``Detector(num_classes, **arch)`` maps ``[B, 3, H, W]`` RGB in [0, 1] (``H``, ``W`` multiples
 of 32) to a :class:`~fabricnms.model.types.DenseOutput` whose boxes are ``xyxy`` pixels of the
 input and whose class indices are 0-based. ``Detector(**detector.config)`` rebuilds it.
+
+The prototype mask branch (:class:`~fabricnms.model.mask_head.MaskBranch`) is optional and off
+by default (``mask_prototypes=0``): without it the network has exactly the parameters (and
+state-dict keys) of a detector built before the branch existed, so such checkpoints load as
+they are. Its parameters live under ``mask_branch.`` (:data:`MASK_BRANCH_PREFIX`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from torch import Tensor, nn
 from fabricnms.model.backbone import Backbone
 from fabricnms.model.head import DenseHead, distances_to_boxes
 from fabricnms.model.losses import DetectionLoss, LossWeights
+from fabricnms.model.mask_head import MaskBranch
 from fabricnms.model.matching import MatchingConfig
 from fabricnms.model.neck import PANNeck
 from fabricnms.model.types import DenseOutput
@@ -23,6 +29,8 @@ from fabricnms.model.types import DenseOutput
 INPUT_MULTIPLE = 32
 _MEAN = 0.5  # fixed input normalisation (fabric is grey-ish; no ImageNet statistics apply)
 _STD = 0.25
+#: State-dict prefix of the mask branch's parameters.
+MASK_BRANCH_PREFIX = "mask_branch."
 
 
 class Detector(nn.Module):
@@ -39,6 +47,9 @@ class Detector(nn.Module):
         matching: :class:`MatchingConfig` fields (``alpha``, ``beta``, ``gamma``, ``eps_*``...).
         loss_weights: :class:`LossWeights` fields.
         detach_plan: stop gradients through the Sinkhorn plan (ablation switch).
+        mask_prototypes: prototypes ``P`` of the mask branch (stride-4 prototypes from the
+            stride-8 level through ``neck_channels``-wide convs, coefficients at every
+            location); 0 = no mask branch.
     """
 
     def __init__(
@@ -53,10 +64,13 @@ class Detector(nn.Module):
         matching: dict[str, Any] | None = None,
         loss_weights: dict[str, float] | None = None,
         detach_plan: bool = False,
+        mask_prototypes: int = 0,
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if mask_prototypes < 0:
+            raise ValueError(f"mask_prototypes must be >= 0, got {mask_prototypes}")
         strides = tuple(sorted(int(s) for s in strides))
         match_cfg = MatchingConfig(**{**(matching or {}), "detach_plan": detach_plan})
         weights = LossWeights(**(loss_weights or {}))
@@ -73,11 +87,18 @@ class Detector(nn.Module):
             "matching": {k: v for k, v in asdict(match_cfg).items() if k != "detach_plan"},
             "loss_weights": weights.as_dict(),
             "detach_plan": detach_plan,
+            "mask_prototypes": mask_prototypes,
         }
         self.backbone = Backbone(width, depth)
         self.neck = PANNeck(self.backbone.channels, strides, neck_channels)
         self.head = DenseHead(neck_channels, num_classes, embed_dim, strides, head_depth)
+        self.mask_branch = (
+            MaskBranch(neck_channels, strides, mask_prototypes, hidden=neck_channels)
+            if mask_prototypes
+            else None
+        )
         self.criterion = DetectionLoss(match_cfg, weights)
+        self.detector_frozen = False
         self._grid_cache: dict[tuple[Any, ...], tuple[Tensor, Tensor]] = {}
 
     def forward(self, images: Tensor) -> DenseOutput:
@@ -91,6 +112,9 @@ class Detector(nn.Module):
         levels = self.head(feats)
         points, strides = self.locations(h, w, images.device, images.dtype)
         boxes = distances_to_boxes(points, _flatten([lv.ltrb for lv in levels]))
+        protos = coeffs = None
+        if self.mask_branch is not None:
+            protos, coeffs = self.mask_branch(feats)
         return DenseOutput(
             cls_o2m=_flatten([lv.cls_o2m for lv in levels]),
             cls_o2o=_flatten([lv.cls_o2o for lv in levels]),
@@ -100,10 +124,17 @@ class Detector(nn.Module):
             points=points,
             strides=strides,
             image_size=(h, w),
+            mask_coeffs=coeffs,
+            prototypes=protos,
+            proto_stride=0 if self.mask_branch is None else self.mask_branch.stride,
         )
 
     def loss(
-        self, dense: DenseOutput, targets: list[dict[str, Tensor]], progress: float
+        self,
+        dense: DenseOutput,
+        targets: list[dict[str, Tensor]],
+        progress: float,
+        images: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Loss dict: total under ``"loss"`` plus detached terms.
 
@@ -112,8 +143,31 @@ class Detector(nn.Module):
             targets: per image ``{"boxes": [M, 4] float xyxy pixels of the input,
                 "labels": [M] int64 0-based}``; ``M`` may be 0.
             progress: training fraction in [0, 1]; anneals the Sinkhorn ``eps``.
+            images: the ``[B, 3, H, W]`` RGB [0, 1] input; with a mask branch it adds the
+                box-supervised mask loss (``mask`` term; the images give its colour affinity).
+                While the detector is frozen (:meth:`freeze_detector`) only that term is
+                computed.
         """
-        return self.criterion(dense, targets, progress)
+        return self.criterion(dense, targets, progress, images, mask_only=self.detector_frozen)
+
+    def freeze_detector(self) -> None:
+        """Train the mask branch alone: every other parameter stops requiring gradients and
+        the backbone, neck and head stay in eval mode (BatchNorm statistics frozen) even under
+        :meth:`train`. Needs a mask branch."""
+        if self.mask_branch is None:
+            raise ValueError("freeze_detector needs a mask branch (mask_prototypes > 0)")
+        self.detector_frozen = True
+        for name, param in self.named_parameters():
+            param.requires_grad_(name.startswith(MASK_BRANCH_PREFIX))
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Detector:
+        """``nn.Module.train``, keeping a frozen detector's parts in eval mode."""
+        super().train(mode)
+        if self.detector_frozen:
+            for part in (self.backbone, self.neck, self.head):
+                part.eval()
+        return self
 
     def locations(
         self,
@@ -147,7 +201,8 @@ class Detector(nn.Module):
 
         parts = {
             name: sum(p.numel() for p in getattr(self, name).parameters())
-            for name in ("backbone", "neck", "head")
+            for name in ("backbone", "neck", "head", "mask_branch")
+            if getattr(self, name) is not None
         }
         was_training = self.training
         self.eval()

@@ -310,11 +310,7 @@ class DifferentiableNMS(nn.Module):
         Returns:
             ``[B, K, 4]`` fused xyxy boxes (``start`` where a column has no mass).
         """
-        bsz, n, kk = plan.shape
-        # Only each column's ``fuse_rows`` heaviest rows take part: O(T K), not O(N K).
-        weight, idx = (plan * quality[..., None]).topk(min(self.fuse_rows, n), dim=1)  # [B, T, K]
-        t = idx.shape[1]
-        rows = boxes.gather(1, idx.reshape(bsz, t * kk, 1).expand(-1, -1, 4)).reshape(bsz, t, kk, 4)
+        weight, rows = self._heaviest_rows(plan, quality, boxes)
         weight = weight[..., None]
         center = start
         for _ in range(self.fuse_steps):
@@ -325,6 +321,30 @@ class DifferentiableNMS(nn.Module):
             w = weight * torch.exp(-z)
             center = ((w * rows).sum(1) + _TINY * center) / (w.sum(1) + _TINY)
         return center
+
+    def fuse_coeffs(self, plan: Tensor, coeffs: Tensor, start: Tensor, quality: Tensor) -> Tensor:
+        """Mask coefficients of each column: the mean of its rows' ``coeffs [B, N, P]`` weighted
+        by ``plan x quality``, over the same ``fuse_rows`` heaviest rows as :meth:`fuse` (the
+        boxes' robust per-coordinate re-weighting is geometric and left out).
+
+        ``start [B, K, P]`` (the hypotheses' own coefficients) stands where a column has no mass.
+        Returns ``[B, K, P]``.
+        """
+        weight, rows = self._heaviest_rows(plan, quality, coeffs)  # [B, T, K], [B, T, K, P]
+        total = (weight[..., None] * rows).sum(1) + _TINY * start
+        return total / (weight.sum(1)[..., None] + _TINY)
+
+    def _heaviest_rows(
+        self, plan: Tensor, quality: Tensor, values: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Each column's ``fuse_rows`` heaviest rows by ``plan x quality`` (``O(T K)``, not
+        ``O(N K)``): weights ``[B, T, K]`` and the rows' ``values [B, N, F]`` as ``[B, T, K, F]``.
+        """
+        bsz, n, kk = plan.shape
+        weight, idx = (plan * quality[..., None]).topk(min(self.fuse_rows, n), dim=1)
+        t, f = idx.shape[1], values.shape[-1]
+        rows = values.gather(1, idx.reshape(bsz, t * kk, 1).expand(-1, -1, f))
+        return weight, rows.reshape(bsz, t, kk, f)
 
     def score(self, plan: Tensor, hyp_score: Tensor, row_u: Tensor) -> tuple[Tensor, Tensor]:
         """Detection confidence ``[B, K]`` and support (received row mass) ``[B, K]``.
@@ -409,6 +429,7 @@ class DifferentiableNMS(nn.Module):
         quality: Tensor | None = None,
         embed: Tensor | None = None,
         valid: Tensor | None = None,
+        coeffs: Tensor | None = None,
     ) -> list[Detections]:
         """Detections per image, compacted and sorted by descending score.
 
@@ -420,12 +441,15 @@ class DifferentiableNMS(nn.Module):
                 probability stands in for it).
             embed: ``[B, N, D]`` embeddings, or None / ``D = 0`` (no feature term).
             valid: ``[B, N]`` bool, False on padding rows; None means all valid.
+            coeffs: ``[B, N, P]`` mask coefficients of the rows, or None.
 
         Returns:
             One :class:`Detections` per image (0-based labels, scores in [0, 1], variable
-            length); ``extra`` holds ``support`` (plan mass the detection received) and
-            ``index`` (row index of its hypothesis). Boxes and scores are differentiable with
-            respect to boxes, both score tensors, quality and embeddings.
+            length); ``extra`` holds ``support`` (plan mass the detection received),
+            ``index`` (row index of its hypothesis) and, with ``coeffs``, ``mask_coeffs``
+            ``[K, P]`` fused by :meth:`fuse_coeffs` over the same final plan as the boxes.
+            Boxes and scores are differentiable with respect to boxes, both score tensors,
+            quality and embeddings.
         """
         _check_inputs(boxes, scores_o2m, scores_o2o, quality, embed, valid)
         bsz, n = boxes.shape[:2]
@@ -459,6 +483,10 @@ class DifferentiableNMS(nn.Module):
         plan = torch.zeros_like(plan).scatter_add(2, owner[:, None, :].expand(-1, n, -1), plan)
         fused = _line_span(self.fuse(plan, boxes, merged, q), span, line)
         score, support = self.score(plan, m.hyp_score, row_u)
+        extra = {"support": support, "index": m.hyp_index}
+        if coeffs is not None:
+            start = coeffs.gather(1, m.hyp_index[..., None].expand(-1, -1, coeffs.shape[-1]))
+            extra["mask_coeffs"] = self.fuse_coeffs(plan, coeffs, start, q)
         rank = torch.where(survivor, score, torch.full_like(score, -1.0))
         rank = rank.argsort(dim=1, descending=True, stable=True)
         out = []
@@ -469,7 +497,7 @@ class DifferentiableNMS(nn.Module):
                     boxes=fused[i, sel],
                     scores=score[i, sel],
                     labels=m.hyp_label[i, sel],
-                    extra={"support": support[i, sel], "index": m.hyp_index[i, sel]},
+                    extra={k: v[i, sel] for k, v in extra.items()},
                 )
             )
         return out

@@ -14,6 +14,11 @@ term pulling the embeddings of each defect's positives (weight 1) and plan rows 
 to the defect's prototype and away from the other defects' in the batch. Gradients reach
 scores, boxes and embeddings through ``P`` unless the plan is detached.
 
+``mask`` (only with a mask branch and the batch images): the box-supervised mask loss of the
+dense positives (:func:`~fabricnms.model.mask_losses.positive_mask_loss`; projection onto the
+box extent plus colour affinity, never a true mask); ``mask_projection`` / ``mask_pairwise``
+are logged alongside.
+
 Boxes are ``xyxy`` pixels of the network input; class indices 0-based. Every sum is divided
 by the number of dense positives (one-to-many terms) or of ground-truth defects (one-to-one
 terms), at least 1, so images without defects (common on fabric) only add background terms.
@@ -29,6 +34,7 @@ from torch import Tensor
 
 from fabricnms.model.assign import DenseAssignment, assign_dense
 from fabricnms.model.boxes import elementwise_giou
+from fabricnms.model.mask_losses import positive_mask_loss
 from fabricnms.model.matching import ImageMatch, MatchingConfig, gt_prototypes, match_one_to_one
 from fabricnms.model.types import DenseOutput
 
@@ -45,6 +51,7 @@ class LossWeights:
     o2o_box: float = 2.0
     o2o_l1: float = 1.0
     embed: float = 0.5
+    mask: float = 1.0
 
     def as_dict(self) -> dict[str, float]:
         """Plain dict of the weights."""
@@ -99,7 +106,12 @@ class DetectionLoss:
         self.weights = weights
 
     def __call__(
-        self, dense: DenseOutput, targets: list[dict[str, Tensor]], progress: float
+        self,
+        dense: DenseOutput,
+        targets: list[dict[str, Tensor]],
+        progress: float,
+        images: Tensor | None = None,
+        mask_only: bool = False,
     ) -> dict[str, Tensor]:
         """Loss terms and their weighted total under ``"loss"``.
 
@@ -107,6 +119,8 @@ class DetectionLoss:
             dense: detector output for a batch of ``B`` images.
             targets: ``B`` dicts ``{"boxes": [M, 4] xyxy px, "labels": [M] int64 0-based}``.
             progress: training fraction in [0, 1].
+            images: ``[B, 3, H, W]`` RGB in [0, 1]; with ``dense.prototypes`` it adds ``mask``.
+            mask_only: compute only the mask terms (the detector is frozen).
         """
         bsz = dense.cls_o2m.shape[0]
         if len(targets) != bsz:
@@ -126,6 +140,42 @@ class DetectionLoss:
             )
             for b in range(bsz)
         ]
+        use_masks = dense.prototypes is not None and images is not None
+        if mask_only and not use_masks:
+            raise ValueError("mask_only needs a mask branch output and the batch images")
+        terms = (
+            {}
+            if mask_only
+            else self._detection_terms(dense, assigns, gt_boxes, gt_labels, progress)
+        )
+        if use_masks:
+            mask = positive_mask_loss(
+                images,
+                dense.prototypes,
+                dense.mask_coeffs,
+                dense.proto_stride,
+                [a.gt_index for a in assigns],
+                gt_boxes,
+            )
+            terms["mask"] = mask["loss"]
+        w = self.weights.as_dict()
+        total = sum(w[k] * v for k, v in terms.items())
+        out = {k: v.detach() for k, v in terms.items()}
+        if use_masks:
+            out["mask_projection"], out["mask_pairwise"] = mask["projection"], mask["pairwise"]
+        out["loss"] = total
+        return out
+
+    def _detection_terms(
+        self,
+        dense: DenseOutput,
+        assigns: list[DenseAssignment],
+        gt_boxes: list[Tensor],
+        gt_labels: list[Tensor],
+        progress: float,
+    ) -> dict[str, Tensor]:
+        """The one-to-many and one-to-one terms (unweighted)."""
+        bsz = len(assigns)
         protos = [
             gt_prototypes(dense.embed[b], assigns[b].gt_index, gt_boxes[b].shape[0])
             for b in range(bsz)
@@ -148,11 +198,7 @@ class DetectionLoss:
         o2o = self._one_to_one(dense, matches, gt_boxes, gt_labels, all_protos)
         terms["o2o_cls"], terms["o2o_box"], terms["o2o_l1"], o2o_embed = o2o
         terms["embed"] = terms["embed"] + o2o_embed
-        w = self.weights.as_dict()
-        total = sum(w[k] * v for k, v in terms.items())
-        out = {k: v.detach() for k, v in terms.items()}
-        out["loss"] = total
-        return out
+        return terms
 
     def _one_to_many(
         self,

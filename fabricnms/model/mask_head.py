@@ -173,6 +173,13 @@ class MaskCrops:
     def __len__(self) -> int:
         return len(self.crops)
 
+    def select(self, index: Tensor) -> MaskCrops:
+        """The masks at ``index`` (``[K']`` int64 or ``[K]`` bool)."""
+        idx = torch.arange(len(self.crops))[index.cpu()].tolist()
+        return MaskCrops(
+            self.offsets[idx].reshape(-1, 2), [self.crops[i] for i in idx], self.height, self.width
+        )
+
     def area(self) -> Tensor:
         """``[K]`` int64 mask area in frame pixels."""
         return torch.tensor([int(c.sum()) for c in self.crops], dtype=torch.long)

@@ -20,13 +20,13 @@ the mask logits, so grid cells line up. Boxes are xyxy pixels of the network inp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fabricnms.model.mask_head import MASK_SIZE, roi_sample
+from fabricnms.model.mask_head import MASK_SIZE, assemble_masks, roi_sample
 
 #: 8 neighbour directions (dy, dx) in units of ``dilation`` cells.
 _DIRECTIONS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
@@ -151,6 +151,18 @@ class BoxMaskTargets:
             self.crop_boxes[index], self.cover_x[index], self.cover_y[index], self.similarity[index]
         )
 
+    @staticmethod
+    def cat(parts: list[BoxMaskTargets]) -> BoxMaskTargets:
+        """The targets of several groups (images) concatenated along ``K``."""
+        return BoxMaskTargets(
+            *(torch.cat([getattr(t, f.name) for t in parts]) for f in fields(BoxMaskTargets))
+        )
+
+
+def _zero_terms(zero: Tensor) -> dict[str, Tensor]:
+    """The loss dict of :func:`box_mask_loss` when there is no mask: ``zero`` everywhere."""
+    return {"loss": zero, "projection": zero.detach(), "pairwise": zero.detach()}
+
 
 @torch.no_grad()
 def box_mask_targets(
@@ -185,8 +197,7 @@ def box_mask_loss(
     depend on ``logits`` (so a batch without positives backpropagates cleanly).
     """
     if logits.shape[0] == 0:
-        zero = logits.sum() * 0.0
-        return {"loss": zero, "projection": zero.detach(), "pairwise": zero.detach()}
+        return _zero_terms(logits.sum() * 0.0)
     proj = projection_loss(logits, targets.cover_x, targets.cover_y).mean()
     pair = pairwise_loss(logits, targets.similarity, tau, dilation).mean()
     return {
@@ -194,3 +205,42 @@ def box_mask_loss(
         "projection": proj.detach(),
         "pairwise": pair.detach(),
     }
+
+
+def positive_mask_loss(
+    images: Tensor,
+    protos: Tensor,
+    coeffs: Tensor,
+    proto_stride: float,
+    gt_index: list[Tensor],
+    gt_boxes: list[Tensor],
+    max_per_image: int = 128,
+    size: int = MASK_SIZE,
+) -> dict[str, Tensor]:
+    """Box-supervised mask loss of the dense positives of a batch (:func:`box_mask_loss`).
+
+    Every positive location (``gt_index >= 0``) predicts the mask of its ground-truth box from
+    its own coefficients; at most ``max_per_image`` positives per image take part (evenly
+    spaced in location order, so every level and box keeps some). Only boxes and the image
+    colours are used: no true mask is read.
+
+    Args:
+        images: ``[B, 3, H, W]`` RGB in [0, 1], the network input.
+        protos: ``[B, P, H / s, W / s]`` prototypes at ``proto_stride`` ``s``.
+        coeffs: ``[B, L, P]`` coefficients per location.
+        gt_index: per image ``[L]`` int64 assigned ground truth (-1 background).
+        gt_boxes: per image ``[M, 4]`` xyxy input pixels.
+    """
+    logits, targets = [], []
+    for b, (index, boxes) in enumerate(zip(gt_index, gt_boxes, strict=True)):
+        pos = torch.nonzero(index >= 0).squeeze(1)
+        if pos.numel() == 0:
+            continue
+        if pos.numel() > max_per_image:
+            pos = pos[torch.linspace(0, pos.numel() - 1, max_per_image).round().long()]
+        t = box_mask_targets(images[b].float(), boxes, size).select(index[pos])
+        logits.append(assemble_masks(protos[b], coeffs[b, pos], t.crop_boxes, proto_stride, size))
+        targets.append(t)
+    if not logits:  # zeros that still reach both outputs (clean backward, DDP included)
+        return _zero_terms(protos.sum() * 0.0 + coeffs.sum() * 0.0)
+    return box_mask_loss(torch.cat(logits), BoxMaskTargets.cat(targets))

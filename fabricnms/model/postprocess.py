@@ -14,6 +14,7 @@ Scores per method (all in [0, 1]):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +34,8 @@ class Candidates:
 
     boxes: ``[N, 4]`` xyxy pixels. scores_o2o / scores_o2m: ``[N, C]`` class probabilities of
     the one-to-one / one-to-many branches. quality: ``[N]`` IoU-quality probability.
-    embed: ``[N, D]`` matching embeddings (``D`` may be 0).
+    embed: ``[N, D]`` matching embeddings (``D`` may be 0). coeffs: ``[N, P]`` mask
+    coefficients, or None without a mask branch.
     """
 
     boxes: Tensor
@@ -41,6 +43,7 @@ class Candidates:
     scores_o2m: Tensor
     quality: Tensor
     embed: Tensor
+    coeffs: Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.boxes.shape[0]
@@ -54,6 +57,8 @@ class Candidates:
             raise ValueError(f"quality must be [N={n}], got {tuple(self.quality.shape)}")
         if self.embed.dim() != 2 or self.embed.shape[0] != n:
             raise ValueError(f"embed must be [N={n}, D], got {tuple(self.embed.shape)}")
+        if self.coeffs is not None and (self.coeffs.dim() != 2 or self.coeffs.shape[0] != n):
+            raise ValueError(f"coeffs must be [N={n}, P], got {tuple(self.coeffs.shape)}")
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -61,21 +66,22 @@ class Candidates:
     def shifted(self, dx: float, dy: float) -> Candidates:
         """A copy with boxes moved by ``(dx, dy)`` pixels (tile -> frame coordinates)."""
         offset = self.boxes.new_tensor([dx, dy, dx, dy])
-        return Candidates(
-            self.boxes + offset, self.scores_o2o, self.scores_o2m, self.quality, self.embed
-        )
+        return dataclasses.replace(self, boxes=self.boxes + offset)
 
 
 def concat_candidates(cands: list[Candidates]) -> Candidates:
-    """All candidates of several tiles of one frame as one set (same ``C`` and ``D``)."""
+    """All candidates of several tiles of one frame as one set (same ``C``, ``D`` and ``P``;
+    coefficients are kept only when every part has them)."""
     if not cands:
         raise ValueError("concat_candidates needs at least one Candidates")
+    coeffs = [c.coeffs for c in cands]
     return Candidates(
         boxes=torch.cat([c.boxes for c in cands]),
         scores_o2o=torch.cat([c.scores_o2o for c in cands]),
         scores_o2m=torch.cat([c.scores_o2m for c in cands]),
         quality=torch.cat([c.quality for c in cands]),
         embed=torch.cat([c.embed for c in cands]),
+        coeffs=None if any(c is None for c in coeffs) else torch.cat(coeffs),  # type: ignore[arg-type]
     )
 
 
@@ -101,6 +107,7 @@ def select_candidates(
                 scores_o2m=torch.sigmoid(dense.cls_o2m[i, sel]),
                 quality=torch.sigmoid(dense.quality[i, sel]),
                 embed=dense.embed[i, sel],
+                coeffs=None if dense.mask_coeffs is None else dense.mask_coeffs[i, sel],
             )
         )
     return out
@@ -117,21 +124,23 @@ def pad_candidates(
     """
     ref = cands[0]
     n = max(len(c) for c in cands)
-    c_dim, d_dim = ref.scores_o2m.shape[1], ref.embed.shape[1]
-
-    def pad(t: Tensor, shape: tuple[int, ...]) -> Tensor:
-        return torch.cat([t, t.new_zeros((n - t.shape[0], *shape))])
-
-    boxes = torch.stack([pad(c.boxes, (4,)) for c in cands])
-    o2m = torch.stack([pad(c.scores_o2m, (c_dim,)) for c in cands])
-    o2o = torch.stack([pad(c.scores_o2o, (c_dim,)) for c in cands])
-    quality = torch.stack([pad(c.quality, ()) for c in cands])
-    embed = torch.stack([pad(c.embed, (d_dim,)) for c in cands])
     valid = (
         torch.arange(n, device=ref.boxes.device)[None, :]
         < torch.tensor([len(c) for c in cands], device=ref.boxes.device)[:, None]
     )
-    return boxes, o2m, o2o, quality, embed, valid
+    return (
+        _pad_stack([c.boxes for c in cands], n),
+        _pad_stack([c.scores_o2m for c in cands], n),
+        _pad_stack([c.scores_o2o for c in cands], n),
+        _pad_stack([c.quality for c in cands], n),
+        _pad_stack([c.embed for c in cands], n),
+        valid,
+    )
+
+
+def _pad_stack(parts: list[Tensor], n: int) -> Tensor:
+    """``[N_i, ...]`` tensors zero-padded to ``N = n`` rows and stacked: ``[B, n, ...]``."""
+    return torch.stack([torch.cat([t, t.new_zeros((n - t.shape[0], *t.shape[1:]))]) for t in parts])
 
 
 def suppress(
@@ -156,7 +165,11 @@ def suppress(
         return []
     if method == "dnms":
         module = dnms if dnms is not None else DifferentiableNMS()
-        dets = module(*pad_candidates(cands))
+        coeffs = [c.coeffs for c in cands]
+        padded = None
+        if all(c is not None for c in coeffs):
+            padded = _pad_stack(coeffs, max(len(c) for c in cands))  # type: ignore[arg-type]
+        dets = module(*pad_candidates(cands), coeffs=padded)
         return [_top(d, conf, max_det) for d in dets]
     return [_baseline(c, method, conf, max_det) for c in cands]
 
@@ -174,27 +187,28 @@ def postprocess(
 
 def _top(det: Detections, conf: float, max_det: int) -> Detections:
     """Keep ``score >= conf``, then the ``max_det`` best (detections arrive sorted)."""
-    sel = (det.scores >= conf).nonzero().flatten()[:max_det]
-    return Detections(
-        boxes=det.boxes[sel],
-        scores=det.scores[sel],
-        labels=det.labels[sel],
-        extra={k: v[sel] for k, v in det.extra.items()},
-    )
+    return det.select((det.scores >= conf).nonzero().flatten()[:max_det])
 
 
 def _baseline(c: Candidates, method: str, conf: float, max_det: int) -> Detections:
+    """Greedy / soft / none: each detection is one candidate row (its coefficients kept)."""
     if len(c) == 0:
         return Detections.empty(c.boxes.device)
     if method == "none":
         score, label = c.scores_o2o.max(dim=1)
         sel = (score >= conf).nonzero().flatten()
         sel = sel[score[sel].argsort(descending=True, stable=True)][:max_det]
-        return Detections(boxes=c.boxes[sel], scores=score[sel], labels=label[sel])
+        return _rows(c, sel, score[sel], label[sel])
     score, label = (c.scores_o2m * c.quality[:, None]).clamp(min=0).sqrt().max(dim=1)
     if method == "greedy":
         sel = greedy_nms(c.boxes, score, label, score_threshold=conf, max_det=max_det)
-        return Detections(boxes=c.boxes[sel], scores=score[sel], labels=label[sel])
+        return _rows(c, sel, score[sel], label[sel])
     sel, rescored = soft_nms(c.boxes, score, label, max_det=max_det)
     ok = rescored >= conf
-    return Detections(boxes=c.boxes[sel[ok]], scores=rescored[ok], labels=label[sel[ok]])
+    return _rows(c, sel[ok], rescored[ok], label[sel[ok]])
+
+
+def _rows(c: Candidates, sel: Tensor, score: Tensor, label: Tensor) -> Detections:
+    """Detections made of the candidate rows ``sel`` with their ``score`` and ``label``."""
+    extra = {} if c.coeffs is None else {"mask_coeffs": c.coeffs[sel]}
+    return Detections(boxes=c.boxes[sel], scores=score, labels=label, extra=extra)

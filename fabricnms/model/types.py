@@ -7,9 +7,13 @@ once tiles are shifted back); class indices are 0-based in memory (``category_id
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from fabricnms.model.mask_head import MaskCrops
 
 
 @dataclass
@@ -24,6 +28,10 @@ class DenseOutput:
     points: ``[L, 2]`` location centres (x, y) in input pixels.
     strides: ``[L]`` stride of each location's FPN level.
     image_size: ``(H, W)`` of the network input.
+    mask_coeffs: ``[B, L, P]`` mask coefficients in (-1, 1), or None without a mask branch.
+    prototypes: ``[B, P, H / ps, W / ps]`` mask prototypes at ``proto_stride`` ``ps`` (cell
+        ``j`` covers input pixels ``[j ps, (j + 1) ps)``), or None without a mask branch.
+    proto_stride: ``ps`` (0 without a mask branch).
     """
 
     cls_o2m: Tensor
@@ -34,6 +42,9 @@ class DenseOutput:
     points: Tensor
     strides: Tensor
     image_size: tuple[int, int]
+    mask_coeffs: Tensor | None = None
+    prototypes: Tensor | None = None
+    proto_stride: int = 0
 
 
 @dataclass
@@ -41,14 +52,16 @@ class Detections:
     """Final detections of one image, compacted (no padding slots).
 
     boxes: ``[K, 4]`` xyxy pixels. scores: ``[K]`` calibrated confidences in [0, 1].
-    labels: ``[K]`` int64 0-based class indices. masks: optional ``[K, h, w]`` bool masks in
-    frame pixels (filled by the mask refinement when requested).
+    labels: ``[K]`` int64 0-based class indices. masks: optional binary masks as per-box crops
+    placed in the frame (:class:`~fabricnms.model.mask_head.MaskCrops`, on the CPU), filled
+    when masks are requested. extra: per-detection ``[K, ...]`` tensors (e.g. ``mask_coeffs``
+    ``[K, P]``, ``mask_area`` ``[K]`` px, ``mask_uncertainty`` ``[K]``).
     """
 
     boxes: Tensor
     scores: Tensor
     labels: Tensor
-    masks: Tensor | None = None
+    masks: MaskCrops | None = None
     extra: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -64,11 +77,21 @@ class Detections:
         )
 
     def to(self, device: torch.device | str) -> Detections:
-        """Copy to ``device``."""
+        """Copy to ``device`` (the mask crops stay on the CPU)."""
         return Detections(
             boxes=self.boxes.to(device),
             scores=self.scores.to(device),
             labels=self.labels.to(device),
-            masks=None if self.masks is None else self.masks.to(device),
+            masks=self.masks,
             extra={k: v.to(device) for k, v in self.extra.items()},
+        )
+
+    def select(self, index: Tensor) -> Detections:
+        """The detections at ``index`` (``[K']`` int64 or ``[K]`` bool), masks included."""
+        return Detections(
+            boxes=self.boxes[index],
+            scores=self.scores[index],
+            labels=self.labels[index],
+            masks=None if self.masks is None else self.masks.select(index),
+            extra={k: v[index] for k, v in self.extra.items()},
         )

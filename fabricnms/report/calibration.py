@@ -39,6 +39,10 @@ class Calibration:
         """Millimetres along the roll for ``px`` pixels along image y."""
         return px / self.px_per_mm_y
 
+    def mm2(self, px_area: float) -> float:
+        """Square millimetres of fabric covered by ``px_area`` pixels."""
+        return px_area / (self.px_per_mm_x * self.px_per_mm_y)
+
     def to_dict(self) -> dict[str, float]:
         """Plain values, as written into reports."""
         return {k: float(v) for k, v in asdict(self).items()}

@@ -4,7 +4,8 @@ report reads.
 Conventions: ``box`` is ``xyxy`` in pixels of the full frame (0-based pixel grid, top-left
 origin); ``label`` is the 0-based class index in memory and becomes ``category_id = label + 1``
 in every file; ``rle`` is an optional COCO RLE mask (``{"size": [h, w], "counts": str}``) in
-frame pixels.
+frame pixels, with its ``area`` (mask pixels) and ``uncertainty`` (mean binary entropy of the
+mask probabilities in bits, see :mod:`fabricnms.model.mask_infer`).
 """
 
 from __future__ import annotations
@@ -22,15 +23,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class DetectionRecord:
-    """One detection: ``box`` xyxy frame pixels, 0-based ``label``, ``score`` in [0, 1]."""
+    """One detection: ``box`` xyxy frame pixels, 0-based ``label``, ``score`` in [0, 1]; with a
+    mask its ``rle``, ``area`` in frame pixels and ``uncertainty`` in bits."""
 
     box: tuple[float, float, float, float]
     label: int
     score: float
     rle: dict[str, Any] | None = None
+    area: float | None = None
+    uncertainty: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """File form: 1-based ``category_id``, ``bbox`` xyxy, optional ``segmentation`` RLE."""
+        """File form: 1-based ``category_id``, ``bbox`` xyxy; with a mask ``segmentation`` RLE,
+        ``area`` (px) and ``mask_uncertainty``."""
         out: dict[str, Any] = {
             "category_id": self.label + 1,
             "bbox": [round(v, 3) for v in self.box],
@@ -38,6 +43,10 @@ class DetectionRecord:
         }
         if self.rle is not None:
             out["segmentation"] = self.rle
+        if self.area is not None:
+            out["area"] = self.area
+        if self.uncertainty is not None:
+            out["mask_uncertainty"] = round(self.uncertainty, 4)
         return out
 
     @staticmethod
@@ -49,6 +58,8 @@ class DetectionRecord:
             label=int(obj["category_id"]) - 1,
             score=float(obj["score"]),
             rle=obj.get("segmentation"),
+            area=obj.get("area"),
+            uncertainty=obj.get("mask_uncertainty"),
         )
 
 
@@ -70,34 +81,35 @@ class FrameRecord:
     def from_detections(
         path: str | os.PathLike[str], width: int, height: int, detections: Detections
     ) -> FrameRecord:
-        """Convert a :class:`Detections` in frame pixels (masks ``[K, height, width]``)."""
+        """Convert a :class:`Detections` in frame pixels (masks as crops of this frame)."""
         boxes = detections.boxes.detach().float().cpu().tolist()
         labels = detections.labels.detach().cpu().tolist()
         scores = detections.scores.detach().float().cpu().tolist()
-        rles: list[dict[str, Any] | None] = [None] * len(scores)
-        if detections.masks is not None and len(scores) > 0:
-            rles = list(encode_masks(detections.masks, width, height))
+        k = len(scores)
+        rles: list[dict[str, Any] | None] = [None] * k
+        areas: list[float | None] = [None] * k
+        uncertainty: list[float | None] = [None] * k
+        masks = detections.masks
+        if masks is not None:
+            if (masks.height, masks.width) != (height, width):
+                raise ValueError(
+                    f"masks of a {masks.width}x{masks.height} frame, not {width}x{height}"
+                )
+            rles = list(masks.to_rle())
+            areas = [float(v) for v in masks.area().tolist()]
+            if "mask_uncertainty" in detections.extra:
+                uncertainty = detections.extra["mask_uncertainty"].detach().float().cpu().tolist()
         return FrameRecord(
             path=os.path.abspath(path),
             width=int(width),
             height=int(height),
             detections=[
-                DetectionRecord(box=(b[0], b[1], b[2], b[3]), label=int(c), score=float(s), rle=r)
-                for b, c, s, r in zip(boxes, labels, scores, rles, strict=True)
+                DetectionRecord((b[0], b[1], b[2], b[3]), int(c), float(s), r, a, u)
+                for b, c, s, r, a, u in zip(
+                    boxes, labels, scores, rles, areas, uncertainty, strict=True
+                )
             ],
         )
-
-
-def encode_masks(masks: Any, width: int, height: int) -> list[dict[str, Any]]:
-    """``[K, height, width]`` bool tensor or array -> K COCO RLEs with ``counts`` as str."""
-    import numpy as np
-    from pycocotools import mask as mask_utils
-
-    arr = masks.detach().cpu().numpy() if hasattr(masks, "detach") else np.asarray(masks)
-    if arr.ndim != 3 or arr.shape[1:] != (height, width):
-        raise ValueError(f"masks must be [K, {height}, {width}], got {list(arr.shape)}")
-    encoded = mask_utils.encode(np.asfortranarray(arr.transpose(1, 2, 0).astype(np.uint8)))
-    return [{"size": list(e["size"]), "counts": e["counts"].decode("ascii")} for e in encoded]
 
 
 def roll_order(paths: Iterable[str]) -> list[str]:
