@@ -31,8 +31,13 @@ The transport problem of one image (N rows, K hypotheses)::
     C_i,bin  = alpha * -log(1 - m_i) + match_cost      background
     C_ij     = +inf where the boxes do not overlap     (a row only supports what it touches)
 
-``h_j`` is the hypothesis's o2o probability and ``c_j`` its class. The quality term does not
-cancel (it differs between real columns and the dustbin, and the masses depend on the scores),
+``h_j`` is the hypothesis's o2o probability and ``c_j`` its class. A detection's confidence is
+``H_j ** (1 - w) * U_j ** w`` with ``H_j = min(1, sum_i (P_ij / m_i) o2o_i(c_j))``, the one-to-one
+probability mass the column collects (training spreads each defect's unit o2o target over the
+few rows its plan column covers, so one row's ``h`` understates a defect; their sum does not),
+and ``U_j`` the plan-weighted mean of its rows' ``sqrt(s_i(c_j) q_i)``; duplicates are merged in
+the order of ``h_j ** (1 - w) * U_j ** w`` (the hypothesis's own evidence). The quality term does
+not cancel (it differs between real columns and the dustbin, and the masses depend on the scores),
 so the plan and every fused box depend on the scores. Capacities never exceed the supply, so
 the masses balance without a dustbin row, and duplicate hypotheses split the rows they share.
 """
@@ -101,9 +106,10 @@ class DifferentiableNMS(nn.Module):
         sparse_ratio: solve the transport problem in sparse form (each row lists only the
             hypotheses it touches) when the most-connected row touches at most this fraction of
             the ``K + 1`` columns; ``0`` always dense, ``1`` always sparse. Same plan either way.
-        score_power: ``w`` in ``score = h ** (1 - w) * u ** w`` (``h`` o2o probability, ``u``
-            plan-weighted mean of the rows' ``sqrt(class prob * quality)``): a calibrated
-            per-detection confidence in [0, 1], not a distribution over detections.
+        score_power: ``w`` in ``score = H ** (1 - w) * U ** w`` (``H`` the o2o probability mass
+            the detection's rows carry, ``U`` the plan-weighted mean of the rows'
+            ``sqrt(class prob * quality)``): a calibrated per-detection confidence in [0, 1],
+            not a distribution over detections.
         fuse_sigma: robust box fusion scale: a row's coordinate is weighted by
             ``exp(-0.5 * (d / (fuse_sigma * size)) ** 2)`` with ``d`` its distance to the current
             estimate and ``size`` the estimate's width (x) or height (y), so a fragment
@@ -346,15 +352,24 @@ class DifferentiableNMS(nn.Module):
         rows = values.gather(1, idx.reshape(bsz, t * kk, 1).expand(-1, -1, f))
         return weight, rows.reshape(bsz, t, kk, f)
 
-    def score(self, plan: Tensor, hyp_score: Tensor, row_u: Tensor) -> tuple[Tensor, Tensor]:
+    def score(self, plan: Tensor, h: Tensor, row_u: Tensor) -> tuple[Tensor, Tensor]:
         """Detection confidence ``[B, K]`` and support (received row mass) ``[B, K]``.
 
-        ``row_u [B, N, K]`` is ``sqrt(o2m prob of the column's class * quality)`` per row.
+        ``plan [B, N, K]`` in mass units; ``h [B, K]`` the one-to-one evidence of each column
+        (see :meth:`collected_o2o`); ``row_u [B, N, K]`` is ``sqrt(o2m prob of the column's
+        class * quality)`` per row.
         """
         support = plan.sum(dim=1)
         u = (plan * row_u).sum(dim=1) / support.clamp(min=_TINY)
         w = self.score_power
-        return hyp_score.clamp(0, 1) ** (1 - w) * u.clamp(_TINY, 1) ** w, support
+        return h.clamp(_TINY, 1) ** (1 - w) * u.clamp(_TINY, 1) ** w, support
+
+    def collected_o2o(self, plan: Tensor, scores_o2o: Tensor, m: Matching) -> Tensor:
+        """``[B, K]`` one-to-one probability mass column ``j`` collects, capped at 1:
+        ``sum_i (P_ij / m_i) o2o_i(c_j)`` (``P`` ``[B, N, K]`` in mass units, so ``P_ij / m_i``
+        is the share of row ``i`` that went to ``j``)."""
+        share = plan / m.row_mass.clamp(min=_TINY)[..., None]
+        return (share * self._class_at(scores_o2o, m.hyp_label)).sum(dim=1).clamp(max=1.0)
 
     # ------------------------------------------------------------------ merging
     def same_defect(self, boxes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -482,7 +497,7 @@ class DifferentiableNMS(nn.Module):
         # Survivors take over their members' rows: fuse and score again on the summed columns.
         plan = torch.zeros_like(plan).scatter_add(2, owner[:, None, :].expand(-1, n, -1), plan)
         fused = _line_span(self.fuse(plan, boxes, merged, q), span, line)
-        score, support = self.score(plan, m.hyp_score, row_u)
+        score, support = self.score(plan, self.collected_o2o(plan, scores_o2o, m), row_u)
         extra = {"support": support, "index": m.hyp_index}
         if coeffs is not None:
             start = coeffs.gather(1, m.hyp_index[..., None].expand(-1, -1, coeffs.shape[-1]))
