@@ -3,8 +3,9 @@
 Run: ``python benchmarks/bench_refine.py [--device cpu|cuda] [--repeats 5] [--threads N]``.
 A 2446x1000 frame with K detections of mixed sizes (15-400 px sides, a few long thin ones),
 stride-4 prototypes (8 x 250 x 612), noisy disk-shaped logits on S x S grids. Prints the
-median wall time per frame and per detection for each (K, S, lambda_tv), the mean number of
-Frank-Wolfe steps, and the time to paste the masks back and encode them as COCO RLE.
+median wall time per frame and per detection for each (K, S, lambda_tv, TV weights: plain or
+contrast-sensitive from a random colour grid, whose weight computation is included), the mean
+number of Frank-Wolfe steps, and the time to paste the masks back and encode them as COCO RLE.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from functools import partial
 import torch
 
 from fabricnms.model.mask_head import assemble_masks, paste_masks
-from fabricnms.model.refine import refine_masks
+from fabricnms.model.refine import RefineResult, contrast_weights, refine_masks
 
 H, W = 1000, 2446
 
@@ -66,7 +67,7 @@ def main() -> None:
 
     print(f"device {device}, torch threads {torch.get_num_threads()}, frame {W}x{H}")
     header = (
-        f"{'K':>4} {'S':>4} {'lambda':>6} {'assemble ms':>11} {'refine ms':>10} "
+        f"{'K':>4} {'S':>4} {'lambda':>6} {'TV':>5} {'assemble ms':>11} {'refine ms':>10} "
         f"{'ms/det':>7} {'FW steps':>8} {'paste+RLE ms':>12}"
     )
     print(header)
@@ -79,16 +80,24 @@ def main() -> None:
                 logits = noisy_disks(k, size, gen).to(device)
                 assemble = partial(assemble_masks, protos, coeffs, boxes, 4, size)
                 t_asm = timed(assemble, args.repeats, sync)
-                for lam in (0.0, 0.5):
-                    refine = partial(refine_masks, logits, None, 0.1, lam, 20)
+                colours = torch.randn(k, 3, size, size, generator=gen).to(device) * 10
+                for lam, edge in ((0.0, False), (0.5, False), (0.5, True)):
+                    refine = partial(_refine, logits, colours if edge else None, lam)
                     t_ref = timed(refine, args.repeats, sync)
                     res = refine()
                     steps = float(res.iterations.float().mean())
                     t_paste = timed(partial(_paste_rle, res.probs, boxes), args.repeats, sync)
                     print(
-                        f"{k:>4} {size:>4} {lam:>6.2f} {t_asm * 1e3:>11.2f} {t_ref * 1e3:>10.2f} "
+                        f"{k:>4} {size:>4} {lam:>6.2f} {'edge' if edge else 'plain':>5} "
+                        f"{t_asm * 1e3:>11.2f} {t_ref * 1e3:>10.2f} "
                         f"{t_ref * 1e3 / k:>7.3f} {steps:>8.1f} {t_paste * 1e3:>12.2f}"
                     )
+
+
+def _refine(logits: torch.Tensor, colours: torch.Tensor | None, lam: float) -> RefineResult:
+    """Refine ``[K, S, S]`` logits, with TV weights from ``colours [K, 3, S, S]`` if given."""
+    weights = None if colours is None else contrast_weights(colours, 10.0)
+    return refine_masks(logits, None, 0.1, lam, 20, edge_weights=weights)
 
 
 def _paste_rle(probs: torch.Tensor, boxes: torch.Tensor) -> list[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,7 +11,13 @@ from fabricnms.engine.train import load_start_weights
 from fabricnms.errors import FabricError
 from fabricnms.model.detector import MASK_BRANCH_PREFIX, Detector
 from fabricnms.model.dnms import DifferentiableNMS
-from fabricnms.model.mask_infer import MaskSettings, ProtoMosaic, frame_masks
+from fabricnms.model.mask_infer import (
+    MaskSettings,
+    ProtoMosaic,
+    box_colours,
+    colour_logits,
+    frame_masks,
+)
 from fabricnms.model.types import Detections
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -155,3 +162,33 @@ def test_frame_masks_are_crops_with_area_and_uncertainty() -> None:
     assert 0.0 < float(out.extra["mask_uncertainty"][0]) < 0.5
     empty = frame_masks(Detections.empty(), mosaic, MaskSettings())
     assert len(empty.masks) == 0 and empty.extra["mask_area"].shape == (0,)
+
+
+def test_image_terms_sample_the_frame_on_the_box_grid() -> None:
+    image = np.full((60, 80, 3), 200, dtype=np.uint8)
+    image[12:36, 16:48] = (120, 40, 40)  # a dark red rectangle: frame x 16..48, y 12..36
+    boxes = torch.tensor([[8.0, 4.0, 56.0, 44.0], [60.0, 40.0, 80.0, 60.0]])
+    lab = box_colours(image, boxes, 12)
+    assert lab.shape == (2, 3, 12, 12)
+    assert torch.allclose(lab[1], lab[1, :, :1, :1].expand(3, 12, 12), atol=1e-2)  # uniform
+    unary = colour_logits(lab, scale=10.0)
+    assert (unary[0, 4:8, 4:8] > 1).all()
+    assert torch.allclose(unary[0, 0], torch.tensor(-1.0)) and torch.allclose(
+        unary[1], torch.tensor(-1.0)
+    )
+
+    mosaic = ProtoMosaic(80, 60, 4, 1)
+    mosaic.protos[0] = 0.3  # an uninformative branch: weakly "defect" everywhere
+    det = Detections(
+        boxes=boxes[:1],
+        scores=torch.tensor([0.9]),
+        labels=torch.tensor([0]),
+        extra={"mask_coeffs": torch.tensor([[1.0]])},
+    )
+    settings = MaskSettings(lambda_tv=0.5, iters=5, edge_sigma=10.0, colour_kappa=2.0)
+    assert settings.uses_image and not MaskSettings(lambda_tv=0.0, edge_sigma=10.0).uses_image
+    with pytest.raises(ValueError, match="colours"):
+        frame_masks(det, mosaic, settings)
+    ys, xs = torch.nonzero(frame_masks(det, mosaic, settings, image).masks.full(0), as_tuple=True)
+    assert 14 <= int(xs.min()) <= 18 and 46 <= int(xs.max()) <= 50  # the colour decides
+    assert 10 <= int(ys.min()) <= 14 and 34 <= int(ys.max()) <= 38

@@ -104,6 +104,7 @@ class _FrameState:
     pending: int
     candidates: list = field(default_factory=list)
     mosaic: ProtoMosaic | None = None
+    image: np.ndarray | None = None  # kept only when the mask refinement reads colours
 
 
 def detect_frames(
@@ -148,13 +149,15 @@ def detect_frames(
             det = suppress([merged], settings.nms, settings.conf, settings.max_det)[0]
             det = clip_detections(det, state.width, state.height)
             if settings.masks is not None and state.mosaic is not None:
-                det = frame_masks(det, state.mosaic, settings.masks)
+                det = frame_masks(det, state.mosaic, settings.masks, state.image)
         return det
 
     for image in images:
         height, width = image.shape[:2]
         windows = tile_windows(width, height, settings.tile, settings.overlap)
         state = _FrameState(width=width, height=height, pending=len(windows))
+        if settings.masks is not None and settings.masks.uses_image:
+            state.image = image
         frames.append(state)
         for x0, y0, x1, y1 in windows:
             pw, ph = padded_size(x1 - x0, y1 - y0)

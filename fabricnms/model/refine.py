@@ -9,10 +9,18 @@ the refinement solves::
     subject to  H(p) = (1 / n_k) * sum_i h(p_i) >= H0,      p in [0, 1]^{n_k}
 
 with ``h(q) = -q ln q - (1 - q) ln(1 - q)`` the binary entropy in nats and ``TV`` the
-Charbonnier-smoothed anisotropic total variation over 4-neighbour pairs inside ``Omega_k``:
-``sum sqrt(d^2 + delta^2) - delta`` (``delta = tv_smooth``; the smoothing makes ``f``
-differentiable so Frank-Wolfe converges, and ``delta -> 0`` recovers plain TV). ``f`` is
-concave and the feasible set is convex (``H`` is concave), so the problem has one optimum value.
+Charbonnier-smoothed, optionally edge-weighted anisotropic total variation over 4-neighbour
+pairs ``e = (a, b)`` inside ``Omega_k``: ``sum_e w_e (sqrt((p_a - p_b)^2 + delta^2) - delta)``
+(``delta = tv_smooth``; the smoothing makes ``f`` differentiable so Frank-Wolfe converges, and
+``delta -> 0`` recovers plain TV). ``f`` is concave and the feasible set is convex (``H`` is
+concave), so the problem has one optimum value.
+
+**Edge weights.** ``w_e = 1`` for every pair is the plain TV. Contrast-sensitive weights
+(:func:`contrast_weights`) ``w_e = exp(-||c_a - c_b||^2 / (2 sigma^2))`` from the image colour
+``c`` sampled on the same grid make a label change cheap across an image edge and expensive
+inside a uniform region, so the smoothing moves the mask boundary onto the image's edges
+(the contrast-sensitive Potts term of GrabCut, relaxed to ``[0, 1]``). Any ``w_e >= 0`` keeps
+``TV`` convex, hence everything below (closed-form start, monotone objective, feasibility).
 
 **H0.** A per-pixel *mean* binary entropy in nats, in ``[0, ln 2]``; it does not grow with the
 number of cells (flaw 6 of the reference code was an absolute target unrelated to the size).
@@ -135,13 +143,42 @@ def pad_logits(crops: list[Tensor]) -> tuple[Tensor, Tensor]:
     return logits, valid
 
 
-class _Grid:
-    """Per-batch constants: validity as floats, neighbour-pair masks and cell counts."""
+def contrast_weights(colours: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
+    """Contrast-sensitive TV weights of the grid's 4-neighbour pairs.
 
-    def __init__(self, valid: Tensor, dtype: torch.dtype) -> None:
+    ``colours [K, C, h, w]`` (e.g. CIE-Lab sampled on each detection's grid) ->
+    ``(w_x [K, h, w - 1], w_y [K, h - 1, w])`` with ``w = exp(-||c_a - c_b||^2 / (2 sigma^2))``
+    for the horizontal pairs ``(i, j), (i, j + 1)`` and the vertical pairs ``(i, j), (i + 1, j)``.
+    """
+    if colours.dim() != 4 or sigma <= 0:
+        raise ValueError(f"need colours [K, C, h, w] and sigma > 0, got {tuple(colours.shape)}")
+    dx = (colours[..., :, 1:] - colours[..., :, :-1]).square().sum(1)
+    dy = (colours[..., 1:, :] - colours[..., :-1, :]).square().sum(1)
+    scale = -0.5 / (sigma * sigma)
+    return torch.exp(dx * scale), torch.exp(dy * scale)
+
+
+class _Grid:
+    """Per-batch constants: validity as floats, weighted neighbour-pair masks (0 where a pair
+    leaves the valid cells, else its edge weight) and cell counts."""
+
+    def __init__(
+        self, valid: Tensor, dtype: torch.dtype, edge_weights: tuple[Tensor, Tensor] | None = None
+    ) -> None:
         self.valid = valid.to(dtype)
         self.pairs_x = self.valid[..., :, 1:] * self.valid[..., :, :-1]  # [K, h, w - 1]
         self.pairs_y = self.valid[..., 1:, :] * self.valid[..., :-1, :]  # [K, h - 1, w]
+        if edge_weights is not None:
+            wx, wy = edge_weights
+            if wx.shape != self.pairs_x.shape or wy.shape != self.pairs_y.shape:
+                raise ValueError(
+                    f"edge_weights {tuple(wx.shape)}, {tuple(wy.shape)} must be "
+                    f"{tuple(self.pairs_x.shape)}, {tuple(self.pairs_y.shape)}"
+                )
+            if bool((wx < 0).any()) or bool((wy < 0).any()):
+                raise ValueError("edge_weights must be non-negative")
+            self.pairs_x = self.pairs_x * wx.to(dtype)
+            self.pairs_y = self.pairs_y * wy.to(dtype)
         self.count = self.valid.sum((-2, -1)).clamp(min=1.0)  # [K]
 
     def mean(self, x: Tensor) -> Tensor:
@@ -298,6 +335,7 @@ def refine_masks(
     line_points: int = 6,
     line_refine: int = 6,
     pixel_area: Tensor | None = None,
+    edge_weights: tuple[Tensor, Tensor] | None = None,
     return_history: bool = False,
 ) -> RefineResult:
     """Refine the masks of ``K`` detections (see the module docstring for the problem).
@@ -315,6 +353,9 @@ def refine_masks(
         line_refine: golden-section steps after the grid.
         pixel_area: ``[K]`` frame pixels covered by one grid cell (box area / valid cells);
             ``None`` = 1 (native-resolution crops).
+        edge_weights: ``(w_x [K, h, w - 1], w_y [K, h - 1, w])`` non-negative TV weights of
+            the horizontal and vertical neighbour pairs (:func:`contrast_weights`); ``None`` =
+            all 1 (plain TV). Unused when ``lambda_tv = 0``.
         return_history: record objective, entropy, gap and step size per iteration.
 
     Returns:
@@ -331,7 +372,7 @@ def refine_masks(
     if lambda_tv < 0 or iters < 0 or line_points < 2 or bisect_steps < 1:
         raise ValueError("need lambda_tv >= 0, iters >= 0, line_points >= 2, bisect_steps >= 1")
     k = logits.shape[0]
-    grid = _Grid(valid, logits.dtype)
+    grid = _Grid(valid, logits.dtype, edge_weights)
     h0_t = torch.as_tensor(h0, dtype=logits.dtype, device=logits.device).expand(k)
     z = logits * grid.valid
 
@@ -396,8 +437,8 @@ def refine_masks(
 class EntropyRefiner(nn.Module):
     """:func:`refine_masks` with fixed settings, as a parameter-free module.
 
-    ``forward(logits [K, h, w], valid [K, h, w] | None, pixel_area [K] | None)`` ->
-    :class:`RefineResult`.
+    ``forward(logits [K, h, w], valid [K, h, w] | None, pixel_area [K] | None,
+    edge_weights ([K, h, w - 1], [K, h - 1, w]) | None)`` -> :class:`RefineResult`.
     """
 
     def __init__(
@@ -418,7 +459,11 @@ class EntropyRefiner(nn.Module):
         self.bisect_steps = bisect_steps
 
     def forward(
-        self, logits: Tensor, valid: Tensor | None = None, pixel_area: Tensor | None = None
+        self,
+        logits: Tensor,
+        valid: Tensor | None = None,
+        pixel_area: Tensor | None = None,
+        edge_weights: tuple[Tensor, Tensor] | None = None,
     ) -> RefineResult:
         return refine_masks(
             logits,
@@ -430,6 +475,7 @@ class EntropyRefiner(nn.Module):
             tv_smooth=self.tv_smooth,
             bisect_steps=self.bisect_steps,
             pixel_area=pixel_area,
+            edge_weights=edge_weights,
         )
 
     def extra_repr(self) -> str:
