@@ -41,7 +41,13 @@ def info(
     size: Annotated[
         str, typer.Option("--size", help="Input size N (square) or WxH, multiples of 32.")
     ] = "1024",
-    width: Annotated[int, typer.Option("--width", help="Backbone base width.", min=4)] = 16,
+    model_width: Annotated[
+        str,
+        typer.Option(
+            "--model-width",
+            help="Preset n, s, m, l (as in train) or an integer backbone width.",
+        ),
+    ] = "s",
     strides: Annotated[
         str, typer.Option("--strides", help="FPN strides, e.g. 8,16,32.")
     ] = "8,16,32",
@@ -53,11 +59,12 @@ def info(
 
     import torch
 
+    from fabricnms.config import model_width_kwargs
     from fabricnms.log import console, print_json
     from fabricnms.model.detector import Detector
 
     torch.manual_seed(0)
-    model = Detector(classes, width=width, strides=level_strides)
+    model = Detector(classes, strides=level_strides, **model_width_kwargs(model_width))
     stats = model.complexity(height, width_px)
     locations = sum((height // s) * (width_px // s) for s in level_strides)
     result = {
