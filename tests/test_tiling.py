@@ -48,9 +48,10 @@ def test_small_frame_is_one_padded_window() -> None:
 class WindowProbe(nn.Module):
     """Returns one candidate per image: its whole (padded) input, class 1, high score."""
 
-    def __init__(self) -> None:
+    def __init__(self, fraction: float = 1.0) -> None:
         super().__init__()
         self.calls: list[tuple[int, ...]] = []
+        self.fraction = fraction  # the box covers this fraction of the input from its origin
 
     def forward(self, images: torch.Tensor) -> DenseOutput:
         b, _, h, w = images.shape
@@ -60,7 +61,9 @@ class WindowProbe(nn.Module):
         return DenseOutput(
             cls_o2m=logits,
             cls_o2o=logits.clone(),
-            boxes=torch.tensor([0.0, 0.0, w, h]).expand(b, 1, 4).clone(),
+            boxes=torch.tensor([0.0, 0.0, w * self.fraction, h * self.fraction])
+            .expand(b, 1, 4)
+            .clone(),
             quality=torch.full((b, 1), 4.0),
             embed=torch.ones(b, 1, 2) / 2**0.5,
             points=torch.tensor([[w / 2, h / 2]]),
@@ -87,6 +90,25 @@ def test_windows_are_shifted_clipped_batched_and_frames_stay_in_order() -> None:
         assert (det.labels == 1).all()
     # windows of equal size share batches across frames; a size change flushes the batch
     assert probe.calls == [(4, 3, 128, 128), (2, 3, 128, 128), (1, 3, 64, 96)]
+
+
+def test_windows_are_stretched_not_mirrored_when_a_few_rows_short() -> None:
+    rng = np.random.default_rng(1)
+    window = rng.integers(0, 255, (1000, 1024, 3), dtype=np.uint8)
+    net, scale = tiling.network_input(window)
+    assert net.shape == (1024, 1024, 3) and scale == (1.0, 1.024)
+    # the last rows are a stretch of the window's own last rows, not a mirrored fold
+    assert np.abs(net[-1].astype(int) - window[-1].astype(int)).mean() < 2.0
+    small = rng.integers(0, 255, (40, 70, 3), dtype=np.uint8)
+    net, scale = tiling.network_input(small)  # 64 / 40 and 96 / 70: too much, mirror-pad
+    assert net.shape == (64, 96, 3) and scale == (1.0, 1.0)
+    assert np.array_equal(net[:40, :70], small)
+    # boxes found on the stretched input come back in frame pixels
+    probe = WindowProbe(fraction=0.5)
+    settings = TileSettings(tile=1024, overlap=0.2, nms="none", conf=0.0)
+    (det,) = detect_frames(probe, iter([window]), settings)
+    assert probe.calls == [(1, 3, 1024, 1024)]
+    assert torch.allclose(det.boxes, torch.tensor([[0.0, 0.0, 512.0, 500.0]]))
 
 
 def test_one_suppression_per_frame_over_all_tiles(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -125,11 +125,17 @@ class ProtoMosaic:
             max=height - 0.5
         )
 
-    def add(self, protos: Tensor, window: tuple[int, int, int, int]) -> None:
+    def add(
+        self,
+        protos: Tensor,
+        window: tuple[int, int, int, int],
+        scale: tuple[float, float] = (1.0, 1.0),
+    ) -> None:
         """Stitch in the prototypes ``[P, h, w]`` (same stride) of the tile at ``window``.
 
         ``window`` is ``(x0, y0, x1, y1)`` frame pixels (exclusive end); the map may cover
-        more than the window (padding), only cells inside the window are taken.
+        more than the window (padding), only cells inside the window are taken. ``scale`` is
+        the tile's stretch ``(sx, sy)``: network-input pixels per frame pixel.
         """
         x0, y0, x1, y1 = window
         cols = torch.nonzero((self._cx >= x0) & (self._cx < x1)).flatten()
@@ -138,11 +144,13 @@ class ProtoMosaic:
             return
         j0, j1 = int(cols[0]), int(cols[-1]) + 1
         i0, i1 = int(rows[0]), int(rows[-1]) + 1
-        u, v = self._cx[j0:j1] - x0, self._cy[i0:i1] - y0  # tile pixels
+        u, v = self._cx[j0:j1] - x0, self._cy[i0:i1] - y0  # tile pixels (frame scale)
+        su, sv = u * scale[0], v * scale[1]  # network-input pixels
         h, w = protos.shape[-2:]
         grid = torch.stack(
             torch.broadcast_tensors(
-                (u / (w * self.stride) * 2 - 1)[None, :], (v / (h * self.stride) * 2 - 1)[:, None]
+                (su / (w * self.stride) * 2 - 1)[None, :],
+                (sv / (h * self.stride) * 2 - 1)[:, None],
             ),
             dim=-1,
         )

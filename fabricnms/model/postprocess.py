@@ -63,10 +63,12 @@ class Candidates:
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
-    def shifted(self, dx: float, dy: float) -> Candidates:
-        """A copy with boxes moved by ``(dx, dy)`` pixels (tile -> frame coordinates)."""
+    def shifted(self, dx: float, dy: float, sx: float = 1.0, sy: float = 1.0) -> Candidates:
+        """A copy in frame coordinates: boxes divided by the tile's stretch ``(sx, sy)``
+        (network-input pixels per frame pixel) and moved by ``(dx, dy)`` pixels."""
         offset = self.boxes.new_tensor([dx, dy, dx, dy])
-        return dataclasses.replace(self, boxes=self.boxes + offset)
+        scale = self.boxes.new_tensor([sx, sy, sx, sy])
+        return dataclasses.replace(self, boxes=self.boxes / scale + offset)
 
 
 def concat_candidates(cands: list[Candidates]) -> Candidates:
