@@ -1,0 +1,74 @@
+"""The shipped default model on the shipped example roll: a broken or stale weights file fails CI.
+
+Runs exactly the README's first command (``fabricnms predict examples/roll_scans/``, default
+weights, default settings) and scores its ``predictions.json`` against the generator's ground
+truth ``examples/roll_scans/labels.json`` (COCO, boxes ``xywh`` pixels).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fabricnms.cli import app
+from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
+from fabricnms.model.boxes import pairwise_iou
+
+ROLL = Path(__file__).resolve().parents[1] / "examples" / "roll_scans"
+
+
+def _xyxy(boxes: list[list[float]]) -> torch.Tensor:
+    """``[K, 4]`` xyxy from COCO ``xywh`` lists."""
+    b = torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4)
+    return torch.cat([b[:, :2], b[:, :2] + b[:, 2:]], dim=1)
+
+
+@pytest.fixture(scope="module")
+def roll_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("roll") / "out"
+    result = CliRunner().invoke(app, ["predict", str(ROLL), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_default_model_is_shipped_small_and_knows_the_20_categories() -> None:
+    assert DEFAULT_WEIGHTS.is_file()
+    assert DEFAULT_WEIGHTS.stat().st_size < 20 * 2**20
+    ckpt = load_checkpoint(DEFAULT_WEIGHTS)
+    assert len(ckpt["class_names"]) == 20
+    assert ckpt["category_ids"] == list(range(1, 21))
+
+
+def test_default_model_finds_the_defects_placed_on_the_example_roll(roll_run: Path) -> None:
+    """Most placed defects are found (IoU >= 0.5, any class), and a good share with the right
+    class: the shipped model localises well but confuses look-alike classes (knot / neps /
+    warping knot; the four warp-line classes), as its model card says. At the time of writing:
+    8 of 10 found, 5 of 10 with the right class."""
+    labels = json.loads((ROLL / "labels.json").read_text())
+    names = {im["id"]: im["file_name"] for im in labels["images"]}
+    frames = json.loads((roll_run / "images.json").read_text())["images"]
+    pred_ids = {im["file_name"]: im["id"] for im in frames}
+    preds = json.loads((roll_run / "predictions.json").read_text())
+    any_class, same_class = [], []
+    for ann in labels["annotations"]:
+        image_id = pred_ids[names[ann["image_id"]]]
+        mine = [p for p in preds if p["image_id"] == image_id]
+        iou = pairwise_iou(_xyxy([ann["bbox"]]), _xyxy([p["bbox"] for p in mine]))[0]
+        same = torch.tensor([p["category_id"] == ann["category_id"] for p in mine], dtype=bool)
+        any_class.append(float(iou.max()) if mine else 0.0)
+        same_class.append(float(iou[same].max()) if same.any() else 0.0)
+    n = len(labels["annotations"])
+    assert n == 10
+    assert (np.asarray(any_class) >= 0.5).sum() > n / 2, f"best IoU per defect: {any_class}"
+    assert (np.asarray(same_class) >= 0.5).sum() >= 3, f"same-class IoU: {same_class}"
+
+
+def test_example_roll_prints_a_verdict(roll_run: Path) -> None:
+    summary = json.loads((roll_run / "summary.json").read_text())
+    assert summary["processed"] == 8 and summary["verdict"] in ("PASS", "FAIL")
+    assert (roll_run / "roll_report.html").is_file()
