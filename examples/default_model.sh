@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default model fabricnms/weights/default.pt from nothing, on CPU
-# (about 95 minutes on a 2-core CPU: 26 min for the CPU recipe, ~60 min for the second stage,
-# ~7 min for the mask branch).
+# (about 110 minutes on a 2-core CPU: 26 min for the CPU recipe, ~60 + ~12 min for the second
+# stage and its low-lr continuation, ~7 min for the mask branch).
 # Usage: bash examples/default_model.sh [WORK_DIR]   (default: work/default_model)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,8 +20,13 @@ fabricnms convert "$work/synth" "$work/coco" --val-fraction 0.05 --seed 0
 fabricnms train --data "$work/coco/dataset.yaml" --config examples/default_model.yaml \
     --weights "$work/runs/train/cpu/weights/best.pt" --name default --project "$work/runs"
 
-# Stage 3: the mask branch alone, on top of the frozen stage-2 detector (box-only losses).
-fabricnms train --data "$work/coco/dataset.yaml" --weights "$work/runs/train/default/weights/best.pt" \
+# Stage 2b: 6 more epochs on the same data at half the learning rate.
+fabricnms train --data "$work/coco/dataset.yaml" --config examples/default_model.yaml \
+    --weights "$work/runs/train/default/weights/best.pt" --epochs 6 --lr 0.0015 \
+    --set warmup_epochs=0.2 --set val_interval=6 --name more6 --project "$work/runs"
+
+# Stage 3: the mask branch alone, on top of the frozen stage-2b detector (box-only losses).
+fabricnms train --data "$work/coco/dataset.yaml" --weights "$work/runs/train/more6/weights/best.pt" \
     --model-width n --set masks=true --set freeze_detector=true --epochs 3 --tile 512 --batch 8 \
     --workers 1 --device cpu --set val_interval=3 --set val_max_frames=10 \
     --name masks --project "$work/runs"

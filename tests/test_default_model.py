@@ -48,7 +48,7 @@ def test_default_model_finds_the_defects_placed_on_the_example_roll(roll_run: Pa
     """Most placed defects are found (IoU >= 0.5, any class), and a good share with the right
     class: the shipped model localises well but confuses look-alike classes (knot / neps /
     warping knot; the four warp-line classes), as its model card says. At the time of writing:
-    8 of 10 found, 5 of 10 with the right class."""
+    10 of 10 found, 6 of 10 with the right class."""
     labels = json.loads((ROLL / "labels.json").read_text())
     names = {im["id"]: im["file_name"] for im in labels["images"]}
     frames = json.loads((roll_run / "images.json").read_text())["images"]
@@ -65,7 +65,7 @@ def test_default_model_finds_the_defects_placed_on_the_example_roll(roll_run: Pa
     n = len(labels["annotations"])
     assert n == 10
     assert (np.asarray(any_class) >= 0.5).sum() > n / 2, f"best IoU per defect: {any_class}"
-    assert (np.asarray(same_class) >= 0.5).sum() >= 3, f"same-class IoU: {same_class}"
+    assert (np.asarray(same_class) >= 0.5).sum() >= 4, f"same-class IoU: {same_class}"
 
 
 def test_example_roll_prints_a_verdict(roll_run: Path) -> None:
