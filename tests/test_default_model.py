@@ -17,15 +17,14 @@ from typer.testing import CliRunner
 
 from fabricnms.cli import app
 from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
-from fabricnms.model.boxes import pairwise_iou
+from fabricnms.model.boxes import pairwise_iou, xywh_to_xyxy
 
 ROLL = Path(__file__).resolve().parents[1] / "examples" / "roll_scans"
 
 
 def _xyxy(boxes: list[list[float]]) -> torch.Tensor:
     """``[K, 4]`` xyxy from COCO ``xywh`` lists."""
-    b = torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4)
-    return torch.cat([b[:, :2], b[:, :2] + b[:, 2:]], dim=1)
+    return xywh_to_xyxy(torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4))
 
 
 @pytest.fixture(scope="module")

@@ -107,18 +107,20 @@ def test_frank_wolfe_is_monotone_and_feasible(dtype: torch.dtype) -> None:
     assert torch.allclose(res.objective, hist["objective"][-1], atol=slack)
 
 
+def _iou(masks: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Per-mask IoU of ``masks [K, h, w]`` (bool) with ``truth [h, w]`` (bool): ``[K]``."""
+    inter = (masks & truth).sum((1, 2)).double()
+    return inter / (masks | truth).sum((1, 2)).double()
+
+
 def test_tv_refinement_cleans_a_noisy_mask() -> None:
     truth = _disk(28, 9)
     gen = torch.Generator().manual_seed(3)
     z = truth.double() * 4 - 2 + torch.randn(8, 28, 28, generator=gen, dtype=torch.float64) * 3
 
-    def iou(masks: torch.Tensor) -> torch.Tensor:
-        inter = (masks & truth).sum((1, 2)).double()
-        return inter / (masks | truth).sum((1, 2)).double()
-
     plain = refine_masks(z, h0=0.1)
     smooth = refine_masks(z, h0=0.1, lambda_tv=1.5, iters=30)
-    assert iou(smooth.masks).mean() > iou(plain.masks).mean() + 0.15
+    assert _iou(smooth.masks, truth).mean() > _iou(plain.masks, truth).mean() + 0.15
     assert (smooth.entropy >= 0.1 - 1e-9).all()
 
 
@@ -267,14 +269,10 @@ def test_edge_weights_pull_the_mask_onto_an_image_edge() -> None:
     weights = contrast_weights(image, sigma=5.0)
     assert weights[0][:, :, edge - 1].max() < 1e-6 and weights[0].median() > 0.8
 
-    def iou(masks: torch.Tensor) -> torch.Tensor:
-        inter = (masks & truth).sum((1, 2)).double()
-        return inter / (masks | truth).sum((1, 2)).double()
-
     refine = partial(refine_masks, z, h0=0.03, lambda_tv=2.0, iters=30, tv_smooth=0.1)
     plain, aware = refine(), refine(edge_weights=weights)
-    assert (iou(aware.masks) > iou(plain.masks) + 0.005).all()
-    assert iou(aware.masks).mean() > iou(plain.masks).mean() + 0.02
+    assert (_iou(aware.masks, truth) > _iou(plain.masks, truth) + 0.005).all()
+    assert _iou(aware.masks, truth).mean() > _iou(plain.masks, truth).mean() + 0.02
     error = (aware.probs - truth.double()).abs().mean() - (
         plain.probs - truth.double()
     ).abs().mean()
