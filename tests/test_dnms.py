@@ -103,6 +103,31 @@ def test_line_fragments_become_one_detection():
     assert float(pairwise_iou(line[None], det.boxes)[0, 0]) > 0.85
 
 
+def test_line_class_comes_from_its_rows_not_its_seed():
+    """The o2o class scores of a long line are nearly flat; its o2m rows agree on class 2.
+
+    Both tile pieces are seeded by hypotheses of a wrong class (0 and 1, one each): the pieces
+    are still labelled by their rows, join as one line, and the detection is class 2.
+    """
+    gen = torch.Generator().manual_seed(5)
+    parts = []
+    for y1, y2 in ((0.0, 520.0), (480.0, 1000.0)):
+        base = torch.tensor([400.0, y1, 412.0, y2])
+        parts.append(base + torch.randn(8, 4, generator=gen) * torch.tensor([1.0, 4.0, 1.0, 4.0]))
+    boxes = torch.cat(parts)
+    o2m = torch.full((16, 3), 0.2)
+    o2m[:, 2] = 0.5
+    o2o = torch.full((16, 3), 0.05)
+    o2o[0, 0] = o2o[8, 1] = 0.3
+    det = DifferentiableNMS()(boxes[None], o2m[None], o2o[None], torch.full((1, 16), 0.8))[0]
+    assert det.labels.tolist() == [2]
+    assert float(pairwise_iou(torch.tensor([[400.0, 0, 412, 1000]]), det.boxes)[0, 0]) > 0.8
+    # The rows' evidence decides: make class 1 the rows' favourite and the label follows.
+    o2m[:, 1] = 0.6
+    det = DifferentiableNMS()(boxes[None], o2m[None], o2o[None], torch.full((1, 16), 0.8))[0]
+    assert det.labels.tolist() == [1]
+
+
 def _tiled_line(length: float, pieces: int, vertical: bool, seed: int):
     """A 30 px thick line of ``length`` cut into ``pieces`` overlapping fragments, as tiles cut it.
 
@@ -148,19 +173,32 @@ def test_tiled_line_fragments_join_to_the_full_line(vertical: bool, length: floa
     assert (det.boxes[0, across] - line[0, across]).abs().max() < 3.0  # still robust across
 
 
-def test_line_span_does_not_join_parallel_or_distant_lines():
-    """Two parallel lines side by side and two collinear ones with a gap stay two each."""
+def _two_lines(offset: list[float], nms: DifferentiableNMS) -> int:
+    """Confident detections of two 600 px lines, the second shifted by ``offset`` (xyxy)."""
     _, (boxes, o2m, o2o, quality, embed) = _tiled_line(600.0, 1, False, seed=0)
-    for offset in (torch.tensor([0.0, 60.0, 0.0, 60.0]), torch.tensor([700.0, 0.0, 700.0, 0.0])):
-        both = torch.cat([boxes, boxes + offset], dim=1)
-        dets = DifferentiableNMS()(
-            both,
-            torch.cat([o2m, o2m], 1),
-            torch.cat([o2o, o2o], 1),
-            torch.cat([quality, quality], 1),
-            torch.cat([embed, embed], 1),
-        )[0]
-        assert int((dets.scores >= FLOOR).sum()) == 2
+    both = torch.cat([boxes, boxes + torch.tensor(offset)], dim=1)
+    dets = nms(
+        both,
+        torch.cat([o2m, o2m], 1),
+        torch.cat([o2o, o2o], 1),
+        torch.cat([quality, quality], 1),
+        torch.cat([embed, embed], 1),
+    )[0]
+    return int((dets.scores >= FLOOR).sum())
+
+
+def test_line_span_does_not_join_parallel_or_distant_lines():
+    """Parallel lines side by side, and collinear ones further apart than the shorter one's
+    length (``line_gap`` 1), stay two each."""
+    assert _two_lines([0.0, 60.0, 0.0, 60.0], DifferentiableNMS()) == 2
+    assert _two_lines([1300.0, 0.0, 1300.0, 0.0], DifferentiableNMS()) == 2
+
+
+def test_collinear_pieces_join_across_a_gap_up_to_line_gap():
+    """Two 600 px pieces of one line 100 px apart (a stretch the detector missed) are one
+    detection by default and two with ``line_gap=0`` (touching pieces only)."""
+    assert _two_lines([700.0, 0.0, 700.0, 0.0], DifferentiableNMS()) == 1
+    assert _two_lines([700.0, 0.0, 700.0, 0.0], DifferentiableNMS(line_gap=0.0)) == 2
 
 
 def test_hypotheses_are_capped_and_both_solvers_agree():

@@ -31,11 +31,15 @@ The transport problem of one image (N rows, K hypotheses)::
     C_i,bin  = alpha * -log(1 - m_i) + match_cost      background
     C_ij     = +inf where the boxes do not overlap     (a row only supports what it touches)
 
-``h_j`` is the hypothesis's o2o probability and ``c_j`` its class. A detection's confidence is
-``H_j ** (1 - w) * U_j ** w`` with ``H_j = min(1, sum_i (P_ij / m_i) o2o_i(c_j))``, the one-to-one
-probability mass the column collects (training spreads each defect's unit o2o target over the
-few rows its plan column covers, so one row's ``h`` understates a defect; their sum does not),
-and ``U_j`` the plan-weighted mean of its rows' ``sqrt(s_i(c_j) q_i)``; duplicates are merged in
+``h_j`` is the hypothesis's o2o probability and ``c_j`` its o2o class (the matching uses it).
+The plan then decides what each column is: its class is ``argmax_c sum_i P_ij sqrt(s_i(c) q_i)``,
+the class its rows support most (a warp line is classified by the evidence along its whole
+length; its o2o class scores are spread thin over the plan rows and nearly flat). Scores below
+are taken at that class. A detection's confidence is ``H_j ** (1 - w) * U_j ** w`` with
+``H_j = min(1, sum_i (P_ij / m_i) o2o_i(c_j))``, the one-to-one probability mass the column
+collects (training spreads each defect's unit o2o target over the few rows its plan column
+covers, so one row's ``h`` understates a defect; their sum does not), and ``U_j`` the
+plan-weighted mean of its rows' ``sqrt(s_i(c_j) q_i)``; duplicates (same class) are merged in
 the order of ``h_j ** (1 - w) * U_j ** w`` (the hypothesis's own evidence). The quality term does
 not cancel (it differs between real columns and the dustbin, and the masses depend on the scores),
 so the plan and every fused box depend on the scores. Capacities never exceed the supply, so
@@ -127,6 +131,8 @@ class DifferentiableNMS(nn.Module):
             The detection of a line joined from such parts spans their union along the line
             (each part's own end is kept), while across the line it is the robust fusion.
         line_align: see ``line_aspect``.
+        line_gap: collinear segments also join across a gap along the line of at most this
+            times the shorter segment's length (a line the detector sees in pieces).
         merge_rounds: rounds of merge-then-recheck (a chain of fragments needs one per link).
     """
 
@@ -152,6 +158,7 @@ class DifferentiableNMS(nn.Module):
         part_iou: float = 0.5,
         line_aspect: float = 4.0,
         line_align: float = 0.7,
+        line_gap: float = 1.0,
         merge_rounds: int = 3,
     ) -> None:
         super().__init__()
@@ -167,7 +174,7 @@ class DifferentiableNMS(nn.Module):
         self.score_power = score_power
         self.fuse_sigma, self.fuse_steps, self.fuse_rows = fuse_sigma, fuse_steps, fuse_rows
         self.dup_overlap, self.part_iou = dup_overlap, part_iou
-        self.line_aspect, self.line_align = line_aspect, line_align
+        self.line_aspect, self.line_align, self.line_gap = line_aspect, line_align, line_gap
         self.merge_rounds = merge_rounds
 
     def extra_repr(self) -> str:
@@ -364,12 +371,31 @@ class DifferentiableNMS(nn.Module):
         w = self.score_power
         return h.clamp(_TINY, 1) ** (1 - w) * u.clamp(_TINY, 1) ** w, support
 
-    def collected_o2o(self, plan: Tensor, scores_o2o: Tensor, m: Matching) -> Tensor:
+    def collected_o2o(
+        self, plan: Tensor, scores_o2o: Tensor, row_mass: Tensor, labels: Tensor
+    ) -> Tensor:
         """``[B, K]`` one-to-one probability mass column ``j`` collects, capped at 1:
         ``sum_i (P_ij / m_i) o2o_i(c_j)`` (``P`` ``[B, N, K]`` in mass units, so ``P_ij / m_i``
-        is the share of row ``i`` that went to ``j``)."""
-        share = plan / m.row_mass.clamp(min=_TINY)[..., None]
-        return (share * self._class_at(scores_o2o, m.hyp_label)).sum(dim=1).clamp(max=1.0)
+        is the share of row ``i`` that went to ``j``; ``row_mass [B, N]`` the ``m_i``;
+        ``labels [B, K]`` the ``c_j``)."""
+        share = plan / row_mass.clamp(min=_TINY)[..., None]
+        return (share * self._class_at(scores_o2o, labels)).sum(dim=1).clamp(max=1.0)
+
+    @staticmethod
+    def column_labels(plan: Tensor, evidence: Tensor, fallback: Tensor) -> Tensor:
+        """Class of each column ``[B, K]``: the class its rows support most,
+        ``argmax_c sum_i P_ij e_i(c)`` with ``e_i(c) = sqrt(o2m_i(c) q_i)`` (``evidence
+        [B, N, C]``, ``plan [B, N, K]``); ``fallback [B, K]`` (the hypotheses' o2o classes)
+        where a column received no rows.
+
+        The one-to-one branch picks *where* the hypotheses are; what they are is decided by all
+        the rows the plan gives them, so a 1000-px warp line is classified by the evidence
+        along its whole length, not by the one location that seeded it (the o2o class scores
+        of a long line are spread thin over its plan rows and nearly flat across the classes).
+        """
+        votes = torch.einsum("bnk,bnc->bkc", plan, evidence)
+        best, label = votes.max(dim=2)
+        return torch.where(best > 0, label, fallback)
 
     # ------------------------------------------------------------------ merging
     def same_defect(self, boxes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -383,7 +409,7 @@ class DifferentiableNMS(nn.Module):
         mu = self.iomin_weight
         same_class = labels[:, :, None] == labels[:, None, :]
         overlapping = (1 - mu) * iou + mu * iomin >= self.dup_overlap
-        collinear = _collinear(boxes, self.line_aspect, self.line_align)
+        collinear = _collinear(boxes, self.line_aspect, self.line_align, self.line_gap)
         segments = collinear & ~overlapping & same_class
         return (overlapping & same_class) | segments, iou, segments
 
@@ -474,10 +500,13 @@ class DifferentiableNMS(nn.Module):
         kk = m.hyp_index.shape[1]
         plan = m.plan[..., :kk]
         q = _quality(scores_o2m, quality)
-        row_u = (self._class_at(scores_o2m, m.hyp_label) * q[..., None]).clamp(min=0).sqrt()
+        evidence = (scores_o2m * q[..., None]).clamp(min=0).sqrt()  # [B, N, C]
         hyp_boxes = boxes.gather(1, m.hyp_index[..., None].expand(-1, -1, 4))
         fused = self.fuse(plan, boxes, hyp_boxes, q)
-        score, support = self.score(plan, m.hyp_score, row_u)
+        labels = self.column_labels(plan, evidence, m.hyp_label)
+        own = scores_o2o.gather(1, m.hyp_index[..., None].expand(-1, -1, scores_o2o.shape[-1]))
+        row_u = self._class_at(evidence, labels)
+        score, support = self.score(plan, own.gather(2, labels[..., None])[..., 0], row_u)
         alive = m.hyp_valid & (support > _TINY)
 
         # Merge in score order, then map the result back to the columns' own order.
@@ -485,7 +514,7 @@ class DifferentiableNMS(nn.Module):
         order = order.argsort(dim=1, descending=True, stable=True)
         s_merged, s_owner, s_span, s_line = self.merge(
             fused.gather(1, order[..., None].expand(-1, -1, 4)),
-            m.hyp_label.gather(1, order),
+            labels.gather(1, order),
             alive.gather(1, order),
         )
         owner = _unsort(order.gather(1, s_owner), order)
@@ -494,10 +523,13 @@ class DifferentiableNMS(nn.Module):
         line = _unsort(s_line, order)
         survivor = alive & (owner == torch.arange(kk, device=owner.device))
 
-        # Survivors take over their members' rows: fuse and score again on the summed columns.
+        # Survivors take over their members' rows: label, fuse and score again on the summed
+        # columns.
         plan = torch.zeros_like(plan).scatter_add(2, owner[:, None, :].expand(-1, n, -1), plan)
         fused = _line_span(self.fuse(plan, boxes, merged, q), span, line)
-        score, support = self.score(plan, self.collected_o2o(plan, scores_o2o, m), row_u)
+        labels = self.column_labels(plan, evidence, m.hyp_label)
+        h = self.collected_o2o(plan, scores_o2o, m.row_mass, labels)
+        score, support = self.score(plan, h, self._class_at(evidence, labels))
         extra = {"support": support, "index": m.hyp_index}
         if coeffs is not None:
             start = coeffs.gather(1, m.hyp_index[..., None].expand(-1, -1, coeffs.shape[-1]))
@@ -511,7 +543,7 @@ class DifferentiableNMS(nn.Module):
                 Detections(
                     boxes=fused[i, sel],
                     scores=score[i, sel],
-                    labels=m.hyp_label[i, sel],
+                    labels=labels[i, sel],
                     extra={k: v[i, sel] for k, v in extra.items()},
                 )
             )
@@ -592,12 +624,12 @@ def _line_span(fused: Tensor, joined: Tensor, line: Tensor) -> Tensor:
     return torch.where(along, span, fused)
 
 
-def _collinear(boxes: Tensor, aspect: float, align: float) -> Tensor:
+def _collinear(boxes: Tensor, aspect: float, align: float, gap: float = 0.0) -> Tensor:
     """``[B, K, K]`` bool: the two boxes are segments of one horizontal or vertical line.
 
     Both longer along the same axis, at least one ``long / short >= aspect``, aligned across
-    the axis (1-D IoMin of the cross-axis intervals ``>= align``) and touching or overlapping
-    along it.
+    the axis (1-D IoMin of the cross-axis intervals ``>= align``) and along it overlapping,
+    touching, or apart by at most ``gap`` times the shorter segment's length.
     """
     w = (boxes[..., 2] - boxes[..., 0]).clamp(min=1e-6)
     h = (boxes[..., 3] - boxes[..., 1]).clamp(min=1e-6)
@@ -609,7 +641,8 @@ def _collinear(boxes: Tensor, aspect: float, align: float) -> Tensor:
         inter_along = _interval_inter(boxes[..., along], boxes[..., along + 2])
         inter_across = _interval_inter(boxes[..., across], boxes[..., across + 2]).clamp(min=0)
         iomin = inter_across / torch.minimum(thick[:, :, None], thick[:, None, :])
-        out = out | (shape_ok & (inter_along >= 0) & (iomin >= align))
+        reach = -gap * torch.minimum(length[:, :, None], length[:, None, :])
+        out = out | (shape_ok & (inter_along >= reach) & (iomin >= align))
     return out
 
 
