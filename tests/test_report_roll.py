@@ -66,6 +66,28 @@ def test_line_running_through_frames_becomes_one_defect() -> None:
     assert line.grade.running and line.grade.points == 4
 
 
+def test_one_spot_reported_under_two_classes_is_one_defect() -> None:
+    """A warp line reported as loose and (a piece of it) as broken warp, and one knot-sized
+    spot reported as knot and hole, grade once each; a knot on a bar stays its own defect."""
+    frames = [
+        frame(
+            "/r/c1.jpg",
+            ((300, 0, 318, 400), LOOSE, 0.5),
+            ((301, 200, 319, 400), BROKEN, 0.6),  # IoU 0.5, IoMin 1 -> 0.75
+            ((600, 50, 620, 70), KNOT, 0.7),
+            ((602, 52, 621, 71), HOLE, 0.4),
+            ((100, 100, 900, 300), BAR, 0.5),
+            ((400, 150, 416, 166), KNOT, 0.6),  # inside the bar: IoMin 1, IoU ~0 -> 0.5
+        )
+    ]
+    rep = build_roll_report(frames, NAMES)
+    assert sorted(d.class_name for d in rep.defects) == ["bar", "broken_warp", "knot", "knot"]
+    line = next(d for d in rep.defects if d.class_name == "broken_warp")
+    assert (line.y1_m, line.y2_m) == (0.0, pytest.approx(400 / 2000))  # the union of both
+    apart = build_roll_report(frames, NAMES, RollSettings(same_spot_overlap=1.01))
+    assert len(apart.defects) == 6
+
+
 def test_no_join_without_x_overlap_or_edge_contact() -> None:
     frames = [
         frame(

@@ -5,6 +5,12 @@ Roll coordinates: frames are stacked top to bottom in natural file-name order
 ``offset_k .. offset_k + height_k`` of the roll; ``along`` = (offset + y) / px_per_mm_y,
 ``across`` = x / px_per_mm_x from the left selvage at frame ``x = 0``.
 
+Same-spot joins: two boxes of one frame that overlap by at least ``same_spot_overlap``
+(``(IoU + IoMin) / 2``, the measure DNMS merges duplicates with) are one defect whatever their
+classes: the detector may report one warp line as both ``loose_warp`` and ``broken_warp``,
+which is right for ranking metrics but must not be graded twice. A small defect inside a large
+box (a knot on a bar: IoMin 1, IoU ~0) stays apart.
+
 Cross-frame joins: a box reaching the bottom edge of frame ``k`` (within ``edge_tol_px``) and a
 box reaching the top edge of frame ``k + 1``, overlapping across by at least ``min_x_overlap``
 of the narrower one and of the same or a compatible class (:data:`COMPATIBLE_GROUPS`), are one
@@ -19,9 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fabricnms import __version__
 from fabricnms.errors import FabricError
 from fabricnms.io import atomic_write_text
+from fabricnms.model.boxes import pairwise_iomin, pairwise_iou
 from fabricnms.report.calibration import Calibration
 from fabricnms.report.grading import (
     MM_PER_M,
@@ -61,6 +70,7 @@ class RollSettings:
     roll_width_mm: float | None = None
     edge_tol_px: float = 8.0
     min_x_overlap: float = 0.3
+    same_spot_overlap: float = 0.6
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (grading rules resolved to their effective defaults)."""
@@ -70,6 +80,7 @@ class RollSettings:
             "roll_width_mm": self.roll_width_mm,
             "edge_tol_px": self.edge_tol_px,
             "min_x_overlap": self.min_x_overlap,
+            "same_spot_overlap": self.same_spot_overlap,
         }
 
 
@@ -198,6 +209,17 @@ class _UnionFind:
         self.parent[self.find(a)] = self.find(b)
 
 
+def _same_spot_pairs(frame: FrameRecord, min_overlap: float) -> list[tuple[int, int]]:
+    """Index pairs ``(j, i)``, ``j < i``, of the frame's detections that overlap by at least
+    ``min_overlap`` (``(IoU + IoMin) / 2`` of the xyxy boxes)."""
+    if len(frame.detections) < 2:
+        return []
+    boxes = torch.tensor([d.box for d in frame.detections], dtype=torch.float64)
+    overlap = 0.5 * (pairwise_iou(boxes, boxes) + pairwise_iomin(boxes, boxes))
+    pairs = (overlap >= min_overlap).triu(diagonal=1).nonzero().tolist()
+    return [(j, i) for j, i in pairs]
+
+
 def build_roll_report(
     frames: list[FrameRecord], class_names: list[str], settings: RollSettings | None = None
 ) -> RollReport:
@@ -219,10 +241,13 @@ def build_roll_report(
                     f"{f.path}: class index {det.label} outside 0..{len(class_names) - 1}"
                 )
 
-    # every detection gets a flat index; join parts across consecutive frame edges
+    # every detection gets a flat index; join same-spot boxes, then parts across frame edges
     parts = [(k, j) for k, f in enumerate(ordered) for j in range(len(f.detections))]
     index = {p: i for i, p in enumerate(parts)}
     uf = _UnionFind(len(parts))
+    for k, f in enumerate(ordered):
+        for j, i in _same_spot_pairs(f, settings.same_spot_overlap):
+            uf.union(index[(k, j)], index[(k, i)])
     tol = settings.edge_tol_px
     for k in range(len(ordered) - 1):
         upper, lower = ordered[k], ordered[k + 1]
