@@ -58,6 +58,24 @@ def test_class_ap_without_ground_truth_is_nan_and_without_detections_zero() -> N
     assert class_ap([np.array([[0, 0, 1, 1.0]])], [(np.zeros((0, 4)), np.zeros(0))], [0.5])[0] == 0
 
 
+def test_recall_and_precision_at_the_operating_score() -> None:
+    """Per class, IoU 0.5, detections scoring >= acc_conf; a wrong-class box counts for neither."""
+    gts = [_gt(([0, 0, 10, 10], 0), ([20, 0, 30, 10], 0)), _gt(([0, 0, 10, 10], 1))]
+    preds = [
+        _pred(([0, 0, 10, 10], 0, 0.9), ([20, 0, 30, 4], 0, 0.8), ([20, 0, 30, 10], 0, 0.2)),
+        _pred(([0, 0, 10, 10], 0, 0.7)),  # right place, wrong class
+    ]
+    res = tianchi_metrics(gts, preds, 3, acc_conf=0.5)
+    # class 0 at 0.5: three kept, one hit at IoU 0.5 (the 0.8 box has IoU 0.4; the 0.7 box is
+    # a false positive in frame 1) -> recall 1/2, precision 1/3; at 0.1 the 0.2 box adds a hit
+    np.testing.assert_allclose(res.recall_at_conf[:2], [0.5, 0.0])
+    np.testing.assert_allclose(res.precision_at_conf[:2], [1 / 3, 0.0])
+    assert np.isnan(res.recall_at_conf[2]) and np.isnan(res.precision_at_conf[2])
+    low = tianchi_metrics(gts, preds, 3, acc_conf=0.1)
+    np.testing.assert_allclose(low.recall_at_conf[:2], [1.0, 0.0])
+    np.testing.assert_allclose(low.precision_at_conf[0], 2 / 4)
+
+
 def test_frame_accuracy_uses_the_confidence_threshold() -> None:
     gts = [_gt(([0, 0, 5, 5], 0)), _gt(), _gt(), _gt(([0, 0, 5, 5], 1))]
     preds = [

@@ -33,7 +33,10 @@ def eval_cmd(
     ] = _D.conf,
     acc_conf: Annotated[
         float,
-        typer.Option(help="A frame counts as defective when a detection scores at least this."),
+        typer.Option(
+            help="Operating score: a frame counts as defective when a detection scores at least "
+            "this, and the per-class R50 / P50 count the detections that do."
+        ),
     ] = _D.acc_conf,
     max_det: Annotated[int, typer.Option(help="Detections kept per frame.")] = _D.max_det,
     tile: Annotated[int, typer.Option(help="Tile size in frame pixels.")] = _D.tile,
@@ -116,8 +119,13 @@ def render_report(summary: dict[str, Any], coco_text: str) -> None:
     if summary["detections"] == 0:
         console.print("No predictions: every metric is 0.", markup=False)
     console.print(coco_text.rstrip(), markup=False, highlight=False)
-    table = Table(title="per class (COCO AP at IoU 0.50:0.95, 0.50, 0.75; Tianchi AP)")
-    for column in ("class", "images", "boxes", "AP", "AP50", "AP75", "Tianchi AP"):
+    conf = summary["acc_conf"]
+    table = Table(
+        title=f"per class (COCO AP at IoU 0.50:0.95, 0.50, 0.75; Tianchi AP; recall and "
+        f"precision at IoU 0.5 of the detections scoring >= {conf:g})"
+    )
+    columns = ("class", "images", "boxes", "AP", "AP50", "AP75", "Tianchi AP", "R50", "P50")
+    for column in columns:
         table.add_column(column, justify="left" if column == "class" else "right")
     coco = summary["coco"]
     table.add_row(
@@ -128,6 +136,8 @@ def render_report(summary: dict[str, Any], coco_text: str) -> None:
         _num(coco["AP_50"]),
         _num(coco["AP_75"]),
         _num(summary["tianchi"]["mAP"]),
+        "",
+        "",
         end_section=True,
     )
     for row in summary["per_class"]:
@@ -141,6 +151,8 @@ def render_report(summary: dict[str, Any], coco_text: str) -> None:
             _num(row["AP50"]),
             _num(row["AP75"]),
             _num(row["tianchi_AP"]),
+            _num(row["recall50_at_conf"]),
+            _num(row["precision50_at_conf"]),
         )
     console.print(table)
     t = summary["tianchi"]

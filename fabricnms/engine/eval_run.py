@@ -133,6 +133,7 @@ def run_eval(cfg: EvalConfig, project: str | Path = "runs", name: str = "eval") 
         "data": str(spec.yaml_path),
         "split": cfg.split,
         "nms": cfg.nms,
+        "acc_conf": cfg.acc_conf,
         "ground_truth": str(gt_path),
         "run_dir": str(run_dir.resolve()),
         "results_file": str((run_dir / "results.json").resolve()),

@@ -38,7 +38,8 @@ class EvalReport:
     seconds: float
 
     def class_rows(self) -> list[dict[str, Any]]:
-        """Per-class table rows: boxes, images, COCO AP/AP50/AP75, Tianchi AP (-1: no GT)."""
+        """Per-class table rows: boxes, images, COCO AP/AP50/AP75, Tianchi AP, and recall and
+        precision at IoU 0.5 of the detections scoring at least ``acc_conf`` (-1: no GT)."""
         rows = []
         for c, name in enumerate(self.names):
             coco = self.coco.per_category.get(c + 1, {"AP": -1.0, "AP50": -1.0, "AP75": -1.0})
@@ -53,6 +54,8 @@ class EvalReport:
                     "AP50": coco["AP50"],
                     "AP75": coco["AP75"],
                     "tianchi_AP": -1.0 if np.isnan(tianchi).any() else float(tianchi.mean()),
+                    "recall50_at_conf": _or_missing(self.tianchi.recall_at_conf[c]),
+                    "precision50_at_conf": _or_missing(self.tianchi.precision_at_conf[c]),
                 }
             )
         return rows
@@ -82,6 +85,11 @@ class EvalReport:
         out["val_AP_50"] = stats["AP_50"]
         out["val_AR_100"] = stats["AR_third"]
         return out
+
+
+def _or_missing(value: float) -> float:
+    """``value`` as a float, -1 for NaN (no ground truth)."""
+    return -1.0 if np.isnan(value) else float(value)
 
 
 def detections_to_coco(image_id: int, det: Detections) -> list[dict[str, Any]]:

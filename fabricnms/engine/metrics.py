@@ -35,7 +35,10 @@ class FrameBoxes:
 
 @dataclass(frozen=True)
 class TianchiResult:
-    """``ap [C, T]`` per class and IoU threshold (NaN for classes without ground truth)."""
+    """``ap [C, T]`` per class and IoU threshold (NaN for classes without ground truth);
+    ``recall_at_conf`` / ``precision_at_conf [C]``: of the detections scoring at least
+    ``acc_conf``, the share of each class's boxes found with the right class at IoU >= 0.5 (the
+    threshold nearest 0.5) and the share of them that are right (NaN without ground truth)."""
 
     score: float
     acc: float
@@ -44,6 +47,8 @@ class TianchiResult:
     ap: np.ndarray
     iou_thresholds: tuple[float, ...]
     num_gt: np.ndarray
+    recall_at_conf: np.ndarray
+    precision_at_conf: np.ndarray
 
     def as_dict(self, names: Sequence[str]) -> dict[str, object]:
         """Plain JSON-ready values; per-class AP is ``None`` where a class has no ground truth."""
@@ -81,23 +86,52 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
     return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
 
 
-def class_ap(
+@dataclass(frozen=True)
+class ClassCurve:
+    """Greedy matches of one class's detections in descending score order.
+
+    ``scores [K]`` sorted descending; ``tp [K, T]`` whether detection ``k`` is a true positive at
+    IoU threshold ``t``; ``npos`` the number of ground-truth boxes.
+    """
+
+    scores: np.ndarray
+    tp: np.ndarray
+    npos: int
+
+    def recall_precision(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cumulative recall and precision ``[K, T]`` down the ranking."""
+        ctp = np.cumsum(self.tp, axis=0)
+        cfp = np.cumsum(~self.tp, axis=0)
+        return ctp / self.npos, ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
+
+    def at_conf(self, conf: float, t: int) -> tuple[float, float]:
+        """Recall and precision of the detections scoring ``>= conf`` at threshold index ``t``
+        (precision 0 when no detection reaches ``conf``)."""
+        kept = int(np.searchsorted(-self.scores, -conf, side="right"))
+        if kept == 0:
+            return 0.0, 0.0
+        hits = float(self.tp[:kept, t].sum())
+        return hits / self.npos, hits / kept
+
+
+def class_curve(
     gts: Sequence[np.ndarray],
     dets: Sequence[tuple[np.ndarray, np.ndarray]],
     iou_thresholds: Sequence[float],
-) -> np.ndarray:
-    """VOC AP of one class at each threshold, ``[T]``; NaN when there is no ground truth.
+) -> ClassCurve | None:
+    """Greedy matching of one class (None when there is no ground truth).
 
     ``gts[i]``: ``[M_i, 4]`` boxes of frame ``i``; ``dets[i]``: (``[K_i, 4]`` boxes,
-    ``[K_i]`` scores) of frame ``i``.
+    ``[K_i]`` scores) of frame ``i``. A detection is matched to its best-overlapping ground
+    truth; if that one is taken (or overlaps too little) the detection is a false positive.
     """
     npos = sum(len(g) for g in gts)
     thresholds = np.asarray(iou_thresholds, dtype=np.float64)
     if npos == 0:
-        return np.full(len(thresholds), np.nan)
+        return None
     frame_idx = np.concatenate([np.full(len(d[1]), i) for i, d in enumerate(dets)] + [[]])
     if len(frame_idx) == 0:
-        return np.zeros(len(thresholds))
+        return ClassCurve(np.zeros(0), np.zeros((0, len(thresholds)), dtype=bool), npos)
     scores = np.concatenate([d[1] for d in dets])
     local = np.concatenate([np.arange(len(d[1])) for d in dets])
     order = np.argsort(-scores, kind="mergesort")
@@ -113,11 +147,27 @@ def class_ap(
         hit = (row[j] >= thresholds) & ~used[i][j]
         tp[rank] = hit
         used[i][j] |= hit
-    ctp = np.cumsum(tp, axis=0)
-    cfp = np.cumsum(~tp, axis=0)
-    recall = ctp / npos
-    precision = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
-    return np.array([voc_ap(recall[:, t], precision[:, t]) for t in range(len(thresholds))])
+    return ClassCurve(scores[order], tp, npos)
+
+
+def curve_ap(curve: ClassCurve | None, num_thresholds: int) -> np.ndarray:
+    """VOC AP ``[T]`` of one class's :class:`ClassCurve`; NaN when there is no ground truth."""
+    if curve is None:
+        return np.full(num_thresholds, np.nan)
+    if len(curve.scores) == 0:
+        return np.zeros(num_thresholds)
+    recall, precision = curve.recall_precision()
+    return np.array([voc_ap(recall[:, t], precision[:, t]) for t in range(num_thresholds)])
+
+
+def class_ap(
+    gts: Sequence[np.ndarray],
+    dets: Sequence[tuple[np.ndarray, np.ndarray]],
+    iou_thresholds: Sequence[float],
+) -> np.ndarray:
+    """VOC AP of one class at each threshold, ``[T]`` (arguments as :func:`class_curve`); NaN
+    when there is no ground truth."""
+    return curve_ap(class_curve(gts, dets, iou_thresholds), len(iou_thresholds))
 
 
 def frame_accuracy(
@@ -146,6 +196,8 @@ def tianchi_metrics(
     if len(gts) != len(preds):
         raise ValueError(f"{len(gts)} ground-truth frames but {len(preds)} prediction frames")
     ap = np.full((num_classes, len(iou_thresholds)), np.nan)
+    at_conf = np.full((num_classes, 2), np.nan)  # recall, precision at IoU 0.5 and acc_conf
+    t50 = int(np.argmin(np.abs(np.asarray(iou_thresholds) - 0.5)))
     num_gt = np.zeros(num_classes, dtype=np.int64)
     for c in range(num_classes):
         gt_c = [g.boxes[g.labels == c] for g in gts]
@@ -155,7 +207,10 @@ def tianchi_metrics(
             scores = p.scores if p.scores is not None else np.ones(len(p.labels))
             det_c.append((p.boxes[sel], scores[sel]))
         num_gt[c] = sum(len(g) for g in gt_c)
-        ap[c] = class_ap(gt_c, det_c, iou_thresholds)
+        curve = class_curve(gt_c, det_c, iou_thresholds)
+        ap[c] = curve_ap(curve, len(iou_thresholds))
+        if curve is not None:
+            at_conf[c] = curve.at_conf(acc_conf, t50)
     present = num_gt > 0
     per_iou = ap[present].mean(axis=0) if present.any() else np.zeros(len(iou_thresholds))
     mean_ap = float(per_iou.mean())
@@ -168,4 +223,6 @@ def tianchi_metrics(
         ap=ap,
         iou_thresholds=tuple(float(t) for t in iou_thresholds),
         num_gt=num_gt,
+        recall_at_conf=at_conf[:, 0],
+        precision_at_conf=at_conf[:, 1],
     )
