@@ -50,7 +50,7 @@ def test_default_model_finds_the_defects_placed_on_the_example_roll(roll_run: Pa
     """Most placed defects are found (IoU >= 0.5, any class), and a good share with the right
     class: the shipped model localises well but confuses look-alike classes (knot / neps /
     warping knot; the four warp-line classes), as its model card says. At the time of writing:
-    10 of 10 found, 6 of 10 with the right class."""
+    10 of 10 found, 5 of 10 with the right class."""
     labels = json.loads((ROLL / "labels.json").read_text())
     names = {im["id"]: im["file_name"] for im in labels["images"]}
     frames = json.loads((roll_run / "images.json").read_text())["images"]
