@@ -110,8 +110,8 @@ class ClassCurve:
         kept = int(np.searchsorted(-self.scores, -conf, side="right"))
         if kept == 0:
             return 0.0, 0.0
-        hits = float(self.tp[:kept, t].sum())
-        return hits / self.npos, hits / kept
+        recall, precision = self.recall_precision()
+        return float(recall[kept - 1, t]), float(precision[kept - 1, t])
 
 
 def class_curve(

@@ -58,6 +58,15 @@ def pairwise_iomin(a: Tensor, b: Tensor) -> Tensor:
     return inter / smaller.clamp(min=_EPS)
 
 
+def pairwise_iou_iomin(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """IoU and IoMin ``[..., N, M]`` from one pairwise intersection (DNMS's overlap
+    ``(1 - mu) IoU + mu IoMin`` and the roll report's same-spot test use both)."""
+    inter = _pairwise_inter(a, b)
+    area_a, area_b = box_area(a)[..., :, None], box_area(b)[..., None, :]
+    iou = inter / (area_a + area_b - inter).clamp(min=_EPS)
+    return iou, inter / torch.minimum(area_a, area_b).clamp(min=_EPS)
+
+
 def pairwise_giou(a: Tensor, b: Tensor) -> Tensor:
     """Generalised IoU in ``[-1, 1]``, ``[..., N, M]``."""
     inter = _pairwise_inter(a, b)

@@ -54,13 +54,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fabricnms.model.boxes import box_area, pairwise_iou
+from fabricnms.model.boxes import pairwise_iou_iomin
 from fabricnms.model.sinkhorn import SinkhornResult, sinkhorn_solve, sinkhorn_solve_sparse
 from fabricnms.model.types import Detections
 
 _P_EPS = 1e-4  # clamp for probabilities inside logs
 _TINY = 1e-12
-_AREA_EPS = 1e-6  # px^2: areas below this count as this (degenerate boxes)
 
 
 @dataclass
@@ -218,7 +217,7 @@ class DifferentiableNMS(nn.Module):
         # Pairs: each row lists the valid hypotheses its box touches, then the dustbin. Only
         # they may take its mass (the hard column marginal would otherwise fill small columns
         # with far-away confident rows), so every other cost is computed per listed pair.
-        iou, iomin = _iou_iomin(boxes, hyp_boxes)  # [B, N, K]: the only O(N K) step
+        iou, iomin = pairwise_iou_iomin(boxes, hyp_boxes)  # [B, N, K]: the only O(N K) step
         touch = (iou > 0) & hyp_valid[:, None, :] & valid[:, :, None]
         count = touch.sum(dim=2)
         r = int(count.max())
@@ -359,15 +358,15 @@ class DifferentiableNMS(nn.Module):
         rows = values.gather(1, idx.reshape(bsz, t * kk, 1).expand(-1, -1, f))
         return weight, rows.reshape(bsz, t, kk, f)
 
-    def score(self, plan: Tensor, h: Tensor, row_u: Tensor) -> tuple[Tensor, Tensor]:
+    def score(self, plan: Tensor, h: Tensor, u_mass: Tensor) -> tuple[Tensor, Tensor]:
         """Detection confidence ``[B, K]`` and support (received row mass) ``[B, K]``.
 
         ``plan [B, N, K]`` in mass units; ``h [B, K]`` the one-to-one evidence of each column
-        (see :meth:`collected_o2o`); ``row_u [B, N, K]`` is ``sqrt(o2m prob of the column's
-        class * quality)`` per row.
+        (see :meth:`collected_o2o`); ``u_mass [B, K]`` the plan-weighted sum of the rows'
+        ``sqrt(o2m prob of the column's class * quality)`` (see :meth:`column_labels`).
         """
         support = plan.sum(dim=1)
-        u = (plan * row_u).sum(dim=1) / support.clamp(min=_TINY)
+        u = u_mass / support.clamp(min=_TINY)
         w = self.score_power
         return h.clamp(_TINY, 1) ** (1 - w) * u.clamp(_TINY, 1) ** w, support
 
@@ -382,20 +381,20 @@ class DifferentiableNMS(nn.Module):
         return (share * self._class_at(scores_o2o, labels)).sum(dim=1).clamp(max=1.0)
 
     @staticmethod
-    def column_labels(plan: Tensor, evidence: Tensor, fallback: Tensor) -> Tensor:
+    def column_labels(plan: Tensor, evidence: Tensor, fallback: Tensor) -> tuple[Tensor, Tensor]:
         """Class of each column ``[B, K]``: the class its rows support most,
         ``argmax_c sum_i P_ij e_i(c)`` with ``e_i(c) = sqrt(o2m_i(c) q_i)`` (``evidence
         [B, N, C]``, ``plan [B, N, K]``); ``fallback [B, K]`` (the hypotheses' o2o classes)
-        where a column received no rows.
+        where a column received no rows. Also returns that support ``sum_i P_ij e_i(c_j)``
+        ``[B, K]`` (0 for an empty column), the ``u_mass`` of :meth:`score`.
 
         The one-to-one branch picks *where* the hypotheses are; what they are is decided by all
         the rows the plan gives them, so a 1000-px warp line is classified by the evidence
         along its whole length, not by the one location that seeded it (the o2o class scores
         of a long line are spread thin over its plan rows and nearly flat across the classes).
         """
-        votes = torch.einsum("bnk,bnc->bkc", plan, evidence)
-        best, label = votes.max(dim=2)
-        return torch.where(best > 0, label, fallback)
+        best, label = torch.einsum("bnk,bnc->bkc", plan, evidence).max(dim=2)
+        return torch.where(best > 0, label, fallback), best
 
     # ------------------------------------------------------------------ merging
     def same_defect(self, boxes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -405,7 +404,7 @@ class DifferentiableNMS(nn.Module):
         IoU, ``segments`` (bool, a subset of ``same``) they are one defect only as collinear
         segments of one line: their overlap alone is below ``dup_overlap``.
         """
-        iou, iomin = _iou_iomin(boxes, boxes)
+        iou, iomin = pairwise_iou_iomin(boxes, boxes)
         mu = self.iomin_weight
         same_class = labels[:, :, None] == labels[:, None, :]
         overlapping = (1 - mu) * iou + mu * iomin >= self.dup_overlap
@@ -503,10 +502,9 @@ class DifferentiableNMS(nn.Module):
         evidence = (scores_o2m * q[..., None]).clamp(min=0).sqrt()  # [B, N, C]
         hyp_boxes = boxes.gather(1, m.hyp_index[..., None].expand(-1, -1, 4))
         fused = self.fuse(plan, boxes, hyp_boxes, q)
-        labels = self.column_labels(plan, evidence, m.hyp_label)
+        labels, u_mass = self.column_labels(plan, evidence, m.hyp_label)
         own = scores_o2o.gather(1, m.hyp_index[..., None].expand(-1, -1, scores_o2o.shape[-1]))
-        row_u = self._class_at(evidence, labels)
-        score, support = self.score(plan, own.gather(2, labels[..., None])[..., 0], row_u)
+        score, support = self.score(plan, own.gather(2, labels[..., None])[..., 0], u_mass)
         alive = m.hyp_valid & (support > _TINY)
 
         # Merge in score order, then map the result back to the columns' own order.
@@ -527,9 +525,9 @@ class DifferentiableNMS(nn.Module):
         # columns.
         plan = torch.zeros_like(plan).scatter_add(2, owner[:, None, :].expand(-1, n, -1), plan)
         fused = _line_span(self.fuse(plan, boxes, merged, q), span, line)
-        labels = self.column_labels(plan, evidence, m.hyp_label)
+        labels, u_mass = self.column_labels(plan, evidence, m.hyp_label)
         h = self.collected_o2o(plan, scores_o2o, m.row_mass, labels)
-        score, support = self.score(plan, h, self._class_at(evidence, labels))
+        score, support = self.score(plan, h, u_mass)
         extra = {"support": support, "index": m.hyp_index}
         if coeffs is not None:
             start = coeffs.gather(1, m.hyp_index[..., None].expand(-1, -1, coeffs.shape[-1]))
@@ -553,18 +551,6 @@ class DifferentiableNMS(nn.Module):
 def _quality(scores_o2m: Tensor, quality: Tensor | None) -> Tensor:
     """``[B, N]`` IoU-quality, or the best o2m class probability where none is given."""
     return scores_o2m.amax(dim=-1) if quality is None else quality
-
-
-def _iou_iomin(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """IoU and IoMin ``[..., N, M]`` of xyxy boxes ``[..., N, 4]`` and ``[..., M, 4]``.
-
-    One pairwise intersection: with areas ``A``, ``B`` and ``u = IoU``, the intersection is
-    ``u (A + B) / (1 + u)``.
-    """
-    iou = pairwise_iou(a, b)
-    area_a, area_b = box_area(a)[..., :, None], box_area(b)[..., None, :]
-    inter = iou * (area_a + area_b) / (1.0 + iou)
-    return iou, inter / torch.minimum(area_a, area_b).clamp(min=_AREA_EPS)
 
 
 def _greedy_keep(sup: Tensor, valid: Tensor) -> Tensor:

@@ -30,7 +30,7 @@ import torch
 from fabricnms import __version__
 from fabricnms.errors import FabricError
 from fabricnms.io import atomic_write_text
-from fabricnms.model.boxes import pairwise_iomin, pairwise_iou
+from fabricnms.model.boxes import pairwise_iou_iomin
 from fabricnms.report.calibration import Calibration
 from fabricnms.report.grading import (
     MM_PER_M,
@@ -209,15 +209,14 @@ class _UnionFind:
         self.parent[self.find(a)] = self.find(b)
 
 
-def _same_spot_pairs(frame: FrameRecord, min_overlap: float) -> list[tuple[int, int]]:
-    """Index pairs ``(j, i)``, ``j < i``, of the frame's detections that overlap by at least
+def _same_spot_pairs(frame: FrameRecord, min_overlap: float) -> list[list[int]]:
+    """Index pairs ``[j, i]``, ``j < i``, of the frame's detections that overlap by at least
     ``min_overlap`` (``(IoU + IoMin) / 2`` of the xyxy boxes)."""
     if len(frame.detections) < 2:
         return []
     boxes = torch.tensor([d.box for d in frame.detections], dtype=torch.float64)
-    overlap = 0.5 * (pairwise_iou(boxes, boxes) + pairwise_iomin(boxes, boxes))
-    pairs = (overlap >= min_overlap).triu(diagonal=1).nonzero().tolist()
-    return [(j, i) for j, i in pairs]
+    iou, iomin = pairwise_iou_iomin(boxes, boxes)
+    return (0.5 * (iou + iomin) >= min_overlap).triu(diagonal=1).nonzero().tolist()
 
 
 def build_roll_report(
