@@ -1,13 +1,17 @@
 """``fabricnms predict`` end to end on tiny frames and tiny checkpoints.
 
 Two checkpoints: a random-init detector (scores ~0.01, so nothing passes ``--conf 0.25``) and a
-"hot" one whose class-0 (``hole``) biases are raised so every frame gets a detection.
+"hot" one whose class-0 (``hole``) biases are raised so every frame gets a detection. The hot
+model's candidates all carry the same score and random-init boxes, so how many holes a frame
+gets depends on how float rounding breaks those ties: the tests check that every output
+agrees with the count the run reports, not the count itself.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -86,7 +90,15 @@ def test_outputs_exist_and_read_back(tmp_path: Path, weights: dict[str, Path]) -
     assert r.exit_code == 0, r.output
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith(("1/3", "2/3", "3/3"))]
     assert len(lines) == 3
-    assert lines[0].startswith(f"1/3 {frames[0]} {W}x{H}: 1 hole, ") and lines[0].endswith(" ms")
+    counts = []
+    for i, line in enumerate(lines):
+        found = re.fullmatch(
+            rf"{i + 1}/3 {re.escape(str(frames[i]))} {W}x{H}: (\d+) hole, .* ms", line
+        )
+        assert found, line
+        counts.append(int(found.group(1)))
+    total = sum(counts)
+    assert min(counts) >= 1
     assert r.stderr.strip().splitlines()[-1] == f"Results saved to {out.resolve()}"
 
     coco = COCO(str(out / "images.json"))
@@ -97,11 +109,12 @@ def test_outputs_exist_and_read_back(tmp_path: Path, weights: dict[str, Path]) -
     ]
     results = coco.loadRes(str(out / "predictions.json"))
     anns = results.dataset["annotations"]
-    assert len(anns) == 3 and {a["category_id"] for a in anns} == {1}
+    assert len(anns) == total and {a["category_id"] for a in anns} == {1}
     assert all(a["bbox"][2] > 0 and a["bbox"][3] > 0 for a in anns)
 
     submission = json.loads((out / "submission.json").read_text())
-    assert [s["name"] for s in submission] == ["f1.png", "f2.png", "f3.png"]
+    names = [f"f{i + 1}.png" for i, c in enumerate(counts) for _ in range(c)]
+    assert sorted(s["name"] for s in submission) == names
     for s in submission:
         assert set(s) == {"name", "category", "bbox", "score"} and s["category"] == 1
         x1, y1, x2, y2 = s["bbox"]
@@ -110,7 +123,7 @@ def test_outputs_exist_and_read_back(tmp_path: Path, weights: dict[str, Path]) -
     with open(out / "detections.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert tuple(rows[0]) == CSV_COLUMNS + CSV_CALIBRATED_COLUMNS  # a roll: mm columns
-    assert [r["class_name"] for r in rows] == ["hole"] * 3
+    assert [r["class_name"] for r in rows] == ["hole"] * total
     # 2.0 px/mm by default: box width in mm is half its pixel width
     assert float(rows[0]["w_mm"]) == pytest.approx(
         (float(rows[0]["x2"]) - float(rows[0]["x1"])) / 2, abs=0.06
@@ -124,7 +137,7 @@ def test_outputs_exist_and_read_back(tmp_path: Path, weights: dict[str, Path]) -
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["weights"] == str(weights["hot"].resolve()) and config["roll"] is True
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["processed"] == 3 and summary["defects_by_class"] == {"hole": 3}
+    assert summary["processed"] == 3 and summary["defects_by_class"] == {"hole": total}
     assert set(summary["ms_per_frame"]) == {"preprocess", "inference", "postprocess", "write"}
 
 
@@ -239,7 +252,9 @@ def test_resume_skips_written_frames(tmp_path: Path, weights: dict[str, Path]) -
     assert journal_frames(out) == [str(p) for p in frames]
     images = json.loads((out / "images.json").read_text())["images"]
     assert [im["id"] for im in images] == [1, 2, 3, 4]
-    assert len(json.loads((out / "predictions.json").read_text())) == 4
+    per_frame = [len(rec.detections) for _, rec in iter_journal(out / "detections.jsonl")]
+    assert min(per_frame) >= 1
+    assert len(json.loads((out / "predictions.json").read_text())) == sum(per_frame)
     assert json.loads((out / "roll_report.json").read_text())["roll"]["frames"] == 4
 
 

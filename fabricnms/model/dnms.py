@@ -413,13 +413,19 @@ class DifferentiableNMS(nn.Module):
         return (overlapping & same_class) | segments, iou, segments
 
     def merge(
-        self, boxes: Tensor, labels: Tensor, valid: Tensor
+        self,
+        boxes: Tensor,
+        labels: Tensor,
+        valid: Tensor,
+        span: Tensor | None = None,
+        line: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Group hypotheses that are one defect; survivors grow over absorbed parts.
 
         Args:
             boxes: ``[B, K, 4]`` fused boxes sorted by descending score. labels: ``[B, K]``.
-            valid: ``[B, K]`` bool.
+            valid: ``[B, K]`` bool. span / line: ``[B, K, 4]`` / ``[B, K]`` the spans and
+            line flags of an earlier merge pass (default: each box its own span, no lines).
 
         Returns:
             ``(boxes [B, K, 4], owner [B, K], span [B, K, 4], line [B, K])``. ``owner[b, j]``
@@ -433,8 +439,9 @@ class DifferentiableNMS(nn.Module):
         """
         bsz, kk = valid.shape
         arange = torch.arange(kk, device=boxes.device).expand(bsz, kk)
-        owner, span = arange, boxes
-        line = torch.zeros_like(valid)
+        owner = arange
+        span = boxes if span is None else span
+        line = torch.zeros_like(valid) if line is None else line
         stronger = torch.ones(kk, kk, dtype=torch.bool, device=boxes.device).triu(diagonal=1)
         alive = valid
         for _ in range(self.merge_rounds):
@@ -507,27 +514,36 @@ class DifferentiableNMS(nn.Module):
         score, support = self.score(plan, own.gather(2, labels[..., None])[..., 0], u_mass)
         alive = m.hyp_valid & (support > _TINY)
 
-        # Merge in score order, then map the result back to the columns' own order.
-        order = torch.where(alive, score, torch.full_like(score, -1.0))
-        order = order.argsort(dim=1, descending=True, stable=True)
-        s_merged, s_owner, s_span, s_line = self.merge(
-            fused.gather(1, order[..., None].expand(-1, -1, 4)),
-            labels.gather(1, order),
-            alive.gather(1, order),
-        )
-        owner = _unsort(order.gather(1, s_owner), order)
-        merged = _unsort(s_merged, order[..., None].expand(-1, -1, 4))
-        span = _unsort(s_span, order[..., None].expand(-1, -1, 4))
-        line = _unsort(s_line, order)
-        survivor = alive & (owner == torch.arange(kk, device=owner.device))
-
-        # Survivors take over their members' rows: label, fuse and score again on the summed
-        # columns.
-        plan = torch.zeros_like(plan).scatter_add(2, owner[:, None, :].expand(-1, n, -1), plan)
-        fused = _line_span(self.fuse(plan, boxes, merged, q), span, line)
-        labels, u_mass = self.column_labels(plan, evidence, m.hyp_label)
-        h = self.collected_o2o(plan, scores_o2o, m.row_mass, labels)
-        score, support = self.score(plan, h, u_mass)
+        # Merge in score order (mapped back to the columns' own order); survivors take over
+        # their members' rows and are labelled, fused and scored again on the summed columns.
+        # The re-fused boxes can move onto each other, so the merge repeats on them until no
+        # two survivors of one class are one defect (at most ``merge_rounds`` passes).
+        span, line = fused, torch.zeros_like(alive)
+        arange = torch.arange(kk, device=boxes.device)
+        for step in range(self.merge_rounds):
+            order = torch.where(alive, score, torch.full_like(score, -1.0))
+            order = order.argsort(dim=1, descending=True, stable=True)
+            sort4 = order[..., None].expand(-1, -1, 4)
+            sorted4 = fused.gather(1, sort4)
+            s_merged, s_owner, s_span, s_line = self.merge(
+                sorted4,
+                labels.gather(1, order),
+                alive.gather(1, order),
+                span.gather(1, sort4),
+                line.gather(1, order),
+            )
+            owner = _unsort(order.gather(1, s_owner), order)
+            survivor = alive & (owner == arange)
+            if step > 0 and torch.equal(survivor, alive) and torch.equal(s_merged, sorted4):
+                break
+            merged, span = _unsort(s_merged, sort4), _unsort(s_span, sort4)
+            line, alive = _unsort(s_line, order), survivor
+            plan = torch.zeros_like(plan).scatter_add(2, owner[:, None, :].expand(-1, n, -1), plan)
+            fused = _line_span(self.fuse(plan, boxes, merged, q), span, line)
+            labels, u_mass = self.column_labels(plan, evidence, m.hyp_label)
+            h = self.collected_o2o(plan, scores_o2o, m.row_mass, labels)
+            score, support = self.score(plan, h, u_mass)
+        survivor = alive
         extra = {"support": support, "index": m.hyp_index}
         if coeffs is not None:
             start = coeffs.gather(1, m.hyp_index[..., None].expand(-1, -1, coeffs.shape[-1]))
