@@ -1,0 +1,177 @@
+"""One procedural Tianchi round-1 frame: fabric, defects, camera (:func:`render_frame`).
+
+A frame is a pure function of its arguments. The fabric, the defects and the camera draw from
+independent child seeds, so the same seed with ``n_defects=0`` gives the identical defect-free
+frame (same weave, same sensor noise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fabricnms.data.classes import CATEGORY_BY_ID, RAW_BY_NAME
+from fabricnms.data.defects import RECIPES, Sizer
+from fabricnms.data.synth_canvas import Box, Canvas
+from fabricnms.data.synth_priors import difficulty as difficulty_level
+from fabricnms.data.synth_priors import (
+    loose_box,
+    raw_name_weights,
+    sample_box_count,
+    sample_raw_names,
+)
+from fabricnms.data.synth_scan import ScanParams, expose, sample_scan
+from fabricnms.data.texture import Fabric, FabricParams, sample_fabric
+from fabricnms.errors import FabricError
+
+#: Frames narrower or lower than this cannot hold the defect recipes.
+MIN_SIZE = 64
+
+
+@dataclass(frozen=True)
+class SynthDefect:
+    """One generated defect.
+
+    ``box`` is the loose annotation (xyxy pixels, 2 decimals, inside the frame), ``tight_box``
+    the pixel-edge bounds of ``mask`` (``[H, W]`` bool), ``category_id`` is 1-based (1..20).
+    """
+
+    raw_name: str
+    category_id: int
+    box: Box
+    tight_box: Box
+    mask: np.ndarray = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        """English category name."""
+        return CATEGORY_BY_ID[self.category_id].name
+
+
+@dataclass(frozen=True)
+class SynthFrame:
+    """One generated frame: ``image`` ``[H, W, 3]`` uint8 RGB and its defects (empty = normal)."""
+
+    seed: int
+    image: np.ndarray = field(repr=False)
+    defects: list[SynthDefect]
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+def _overlap(a: Box, b: Box) -> float:
+    """Intersection over the smaller box's area."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return iw * ih / max(small, 1e-6)
+
+
+def _place(
+    rng: np.random.Generator, w: float, h: float, width: int, height: int, taken: list[Box]
+) -> Box:
+    """A tight box of size ``w`` x ``h`` inside the frame, avoiding ``taken`` boxes if it can."""
+    box = (0.0, 0.0, w, h)
+    for _ in range(30):
+        x0 = float(rng.uniform(0.0, width - w))
+        y0 = float(rng.uniform(0.0, height - h))
+        box = (x0, y0, x0 + w, y0 + h)
+        if all(_overlap(box, t) < 0.1 for t in taken):
+            break
+    return box
+
+
+def _mask_box(mask: np.ndarray) -> Box:
+    """Pixel-edge xyxy bounds of a non-empty ``[H, W]`` bool mask."""
+    cols = np.flatnonzero(mask.any(axis=0))
+    rows = np.flatnonzero(mask.any(axis=1))
+    return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
+
+
+def render_frame(
+    seed: int,
+    width: int = 2446,
+    height: int = 1000,
+    *,
+    difficulty: str = "normal",
+    classes: Sequence[int] | None = None,
+    n_defects: int | None = None,
+    raw_names: Sequence[str] | None = None,
+    class_prior: str = "tianchi",
+    fabric: FabricParams | None = None,
+    scan: ScanParams | None = None,
+) -> SynthFrame:
+    """Render one synthetic round-1 frame.
+
+    Args:
+        seed: any non-negative int; the frame is a pure function of the arguments.
+        width, height: frame size in pixels (>= 64 each).
+        difficulty: ``easy``, ``normal`` or ``hard`` (defect contrast and size).
+        classes: allowed category ids (1..20); ``None`` = all, drawn with the class prior.
+        n_defects: number of defects; ``None`` draws 1-6 (mean 1.64), 0 gives a normal frame.
+        raw_names: exact raw Chinese names to draw (overrides ``classes`` and ``n_defects``).
+        class_prior: ``tianchi`` (box frequencies of the real release) or ``uniform``.
+        fabric: fabric parameters to weave; ``None`` draws them from the seed.
+        scan: camera parameters; ``None`` draws them from the seed. Either way the per-frame
+            shading blotches and sensor noise come from the seed.
+
+    Returns:
+        A :class:`SynthFrame` whose ``image`` is the frame before JPEG encoding.
+    """
+    if width < MIN_SIZE or height < MIN_SIZE:
+        raise FabricError(f"frame size {width}x{height} too small; need at least {MIN_SIZE} px")
+    if n_defects is not None and n_defects < 0:
+        raise FabricError(f"n_defects must be >= 0, got {n_defects}")
+    level = difficulty_level(difficulty)
+    fabric_ss, defect_ss, scan_ss = np.random.SeedSequence(seed).spawn(3)
+    fab_rng = np.random.default_rng(fabric_ss)
+    cloth = Fabric.render(fabric or sample_fabric(fab_rng), fab_rng, width, height)
+    canvas = Canvas(cloth)
+
+    plan_rng = np.random.default_rng(defect_ss)
+    if raw_names is not None:
+        unknown = [n for n in raw_names if n not in RECIPES]
+        if unknown:
+            raise FabricError(f"unknown raw defect name(s) {unknown}")
+        names = list(raw_names)
+    else:
+        if n_defects is None:
+            n_defects = sample_box_count(plan_rng)
+        raw_name_weights(classes, class_prior)  # validates the ids before drawing
+        names = sample_raw_names(plan_rng, n_defects, classes, class_prior)
+    sizer = Sizer(plan_rng, width, height, level.size)
+    taken: list[Box] = []
+    defects: list[SynthDefect] = []
+    for name, child in zip(names, defect_ss.spawn(len(names)), strict=True):
+        recipe = RECIPES[name]
+        w, h = recipe.extent(sizer)
+        box = _place(plan_rng, w, h, width, height, taken)
+        taken.append(box)
+        rng = np.random.default_rng(child)
+        win, effect = recipe.render(canvas, rng, box, level.contrast)
+        local = effect >= 0.5
+        if not local.any():  # a recipe drew only faint pixels: keep its strongest ones
+            peak = float(effect.max())
+            if peak <= 0.0:
+                raise RuntimeError(f"defect recipe {name} drew nothing in {box}")
+            local = effect >= 0.5 * peak
+        mask = np.zeros((height, width), bool)
+        mask[win.ys, win.xs] = local
+        tight = _mask_box(mask)
+        raw = RAW_BY_NAME[name]
+        defects.append(
+            SynthDefect(name, raw.category_id, loose_box(rng, tight, width, height), tight, mask)
+        )
+    scan_rng = np.random.default_rng(scan_ss)
+    image = expose(cloth.rgb, scan or sample_scan(scan_rng, width), scan_rng)
+    return SynthFrame(seed=int(seed), image=image, defects=defects)
