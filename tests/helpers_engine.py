@@ -115,6 +115,11 @@ def boosted_checkpoint(
         for name, module in model.named_modules():
             if name.endswith(("cls_o2m", "quality")):
                 module.weight.normal_(0.0, 2e4)
+    return save_detector(path, model, names, data), model
+
+
+def save_detector(path: Path, model: Detector, names: list[str], data: Path | str = "") -> Path:
+    """Save ``model`` as an inference checkpoint with class ``names`` (category ids 1..n)."""
     save_checkpoint(
         path,
         make_checkpoint(
@@ -126,4 +131,4 @@ def boosted_checkpoint(
             data=str(data),
         ),
     )
-    return path, model
+    return path
