@@ -402,14 +402,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model, meta = load_detector(weights, device)
     if args.masks:
         require_mask_branch(model, str(weights))
+    from fabricnms.engine.operating_point import resolve_operating_point
+
+    conf = resolve_operating_point(args.conf, meta).point.conf  # predict's, without per-class
     cfg = PredictConfig(
-        conf=args.conf, nms=args.nms, tile=args.tile, overlap=args.overlap, masks=args.masks
+        conf=conf, nms=args.nms, tile=args.tile, overlap=args.overlap, masks=args.masks
     )
     settings = TileSettings.from_config(cfg)
     class_names = list(meta["class_names"])
     report: dict[str, Any] = {
         "weights": str(weights),
-        "conf": args.conf,
+        "conf": conf,
         "nms": args.nms,
         "tile": args.tile,
         "overlap": args.overlap,
@@ -430,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sources", nargs="+", help="set folders (each with its labels file)")
     parser.add_argument("--labels", default="labels.json", help="labels file name in each folder")
     parser.add_argument("--weights", default="", help="checkpoint (default: the shipped model)")
-    parser.add_argument("--conf", type=float, default=PredictConfig.conf, help="score floor")
+    parser.add_argument(
+        "--conf", type=float, default=None, help="score floor (default: the checkpoint's)"
+    )
     parser.add_argument("--nms", default=PredictConfig.nms)
     parser.add_argument("--tile", type=int, default=PredictConfig.tile)
     parser.add_argument("--overlap", type=float, default=PredictConfig.overlap)

@@ -111,7 +111,7 @@ class EvalConfig:
     split: str = "val"
     nms: str = "dnms"
     conf: float = 0.001
-    acc_conf: float = 0.3
+    acc_conf: float | None = None  # None: the checkpoint's operating point, else 0.3
     max_det: int = 300
     tile: int = 1024
     overlap: float = 0.2
@@ -209,7 +209,7 @@ def _coerce(cls_name: str, key: str, value: Any, default: Any) -> Any:
 
 
 def _check(cls_name: str, key: str, value: Any) -> None:
-    if key in _RANGES:
+    if key in _RANGES and value is not None:
         lo, hi = _RANGES[key]
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             lo_s = "-inf" if lo is None else lo

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from fabricnms import __version__
+from fabricnms.cli import calibrate as calibrate_cmd
 from fabricnms.cli import convert as convert_cmd
 from fabricnms.cli import eval as eval_cmd
 from fabricnms.cli import info as info_cmd
@@ -86,6 +87,13 @@ _COMMANDS = (
         eval_cmd.eval_cmd,
         "Evaluate a checkpoint: COCO 12 stats, per-class AP, Tianchi score.",
         "fabricnms eval --weights runs/train/train/weights/best.pt --split val",
+    ),
+    (
+        "calibrate",
+        calibrate_cmd.calibrate_cmd,
+        "Give a checkpoint its operating point (thresholds on the val split) and the statistics "
+        "of its fabric (for the fabric-shift warning).",
+        "fabricnms calibrate runs/train/train/weights/best.pt --data data/coco/dataset.yaml",
     ),
     (
         "predict",

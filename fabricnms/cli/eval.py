@@ -32,10 +32,12 @@ def eval_cmd(
         float, typer.Option(help="Score floor of the detections scored by mAP.")
     ] = _D.conf,
     acc_conf: Annotated[
-        float,
+        float | None,
         typer.Option(
             help="Operating score: a frame counts as defective when a detection scores at least "
-            "this, and the per-class R50 / P50 count the detections that do."
+            "this, and the per-class R50 / P50 count the detections that do. Default: the "
+            "checkpoint's operating point (its global conf), else 0.3.",
+            show_default=False,
         ),
     ] = _D.acc_conf,
     max_det: Annotated[int, typer.Option(help="Detections kept per frame.")] = _D.max_det,

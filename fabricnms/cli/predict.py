@@ -53,14 +53,16 @@ def predict(
         ),
     ] = None,
     conf: Annotated[
-        float,
+        float | None,
         typer.Option(
             min=0.0,
             max=1.0,
-            help="Keep detections scoring at least this (use 0.001 for a COCO mAP submission).",
+            help="Keep detections scoring at least this (use 0.001 for a COCO mAP submission). "
+            "Default: the checkpoint's calibrated operating point, else 0.25.",
+            show_default=False,
             rich_help_panel=_DET,
         ),
-    ] = 0.25,
+    ] = None,
     nms: Annotated[
         str,
         typer.Option(help="Postprocess: dnms, greedy, soft or none.", rich_help_panel=_DET),
@@ -337,6 +339,13 @@ def render_summary(summary: dict[str, Any], max_listed: int = 10) -> None:
         if summary["metres_per_minute"] is not None:
             speed += f", {summary['metres_per_minute']:.2f} m of fabric/min"
         say(speed)
+    say(summary["threshold"]["line"])
+    shift = summary.get("fabric_shift")
+    if shift and shift["warning"]:
+        say(
+            f"Fabric shift: {shift['warning']} (median frame {shift['median']:g} > limit "
+            f"{shift['limit']:g}; {shift['frames_above']}/{shift['frames_scored']} frames above)"
+        )
     if summary["skipped"]:
         say(f"Skipped {len(summary['skipped'])} unreadable frame(s):")
         for item in summary["skipped"][:max_listed]:
@@ -357,6 +366,7 @@ def render_summary(summary: dict[str, Any], max_listed: int = 10) -> None:
             f"Roll: {roll['verdict']}, {roll['score']:g} points per {unit} "
             f"(limit {roll['limit']:g}, {roll['system']} grading{also}), "
             f"{roll['defects']} defects over {roll['length_m']:g} m"
+            + "".join(f" (caveat: {c})" for c in roll.get("caveats", []))
         )
     names = [
         Path(p).name + ("/" if k == "overlays" else "")

@@ -31,6 +31,7 @@ from fabricnms.engine.masks import (
     load_true_masks,
     segm_ground_truth,
 )
+from fabricnms.engine.operating_point import resolve_operating_point
 from fabricnms.engine.runtime import resolve_device
 from fabricnms.engine.tiling import TileSettings
 from fabricnms.errors import FabricError
@@ -40,7 +41,8 @@ from fabricnms.model.mask_infer import require_mask_branch
 
 log = get_logger("eval")
 
-#: The model shipped with the package, used when no training run exists.
+#: Operating score of a checkpoint without a calibrated operating point.
+EVAL_ACC_CONF = 0.3
 
 
 @dataclass
@@ -86,6 +88,9 @@ def run_eval(cfg: EvalConfig, project: str | Path = "runs", name: str = "eval") 
     weights = resolve_weights(cfg.weights, project)
     device = resolve_device(cfg.device)
     model, meta = load_detector(weights, device)
+    choice = resolve_operating_point(cfg.acc_conf, meta, "--acc-conf", default=EVAL_ACC_CONF)
+    cfg = dataclasses.replace(cfg, acc_conf=choice.point.conf)
+    log.info("%s (eval applies one threshold to every class)", choice.line("--acc-conf"))
     spec = resolve_data(cfg.data, meta)
     names = list(meta["class_names"])
     if names != list(spec.names):
@@ -134,6 +139,7 @@ def run_eval(cfg: EvalConfig, project: str | Path = "runs", name: str = "eval") 
         "split": cfg.split,
         "nms": cfg.nms,
         "acc_conf": cfg.acc_conf,
+        "acc_conf_origin": choice.origin,
         "ground_truth": str(gt_path),
         "run_dir": str(run_dir.resolve()),
         "results_file": str((run_dir / "results.json").resolve()),

@@ -44,6 +44,8 @@ from torch import nn
 
 from fabricnms.config import config_to_yaml, load_yaml_mapping, validate_config
 from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS
+from fabricnms.engine.operating_point import OperatingPoint, resolve_operating_point
+from fabricnms.engine.shift import FabricStats, FeatureTap, shift_summary, stats_from_meta
 from fabricnms.engine.sources import (
     FrameReadError,
     discover_frames,
@@ -67,7 +69,7 @@ log = get_logger("predict")
 AUTO_OVERLAY_MAX_FRAMES = 200
 GRADING_SYSTEMS = {"4": "4pt", "10": "10pt"}
 #: Settings that change the detections: a resumed run must use the same values.
-_RESUME_KEYS = ("weights", "nms", "conf", "max_det", "tile", "overlap", "masks")
+_RESUME_KEYS = ("weights", "nms", "conf", "per_class_conf", "max_det", "tile", "overlap", "masks")
 
 
 @dataclass
@@ -79,12 +81,15 @@ class PredictConfig:
     the run is not sharded. ``px_per_mm`` is the camera scale on the fabric (both axes);
     ``max_points`` the acceptance limit in points per 100 yd² (``None``: the grading system's
     default, 40 per 100 yd² for 4-point, 100 per 100 linear yd for 10-point). ``masks``:
-    refined defect masks (needs a checkpoint with a mask branch).
+    refined defect masks (needs a checkpoint with a mask branch). ``conf`` ``None``: the
+    checkpoint's operating point (:mod:`fabricnms.engine.operating_point`), resolved into
+    ``conf`` and ``per_class_conf`` (class name -> threshold) in the saved config.
     """
 
     sources: list[str] = field(default_factory=list)
     weights: str = ""
-    conf: float = 0.25
+    conf: float | None = None
+    per_class_conf: dict[str, float] = field(default_factory=dict)
     nms: str = "dnms"
     max_det: int = 300
     tile: int = 1024
@@ -241,6 +246,9 @@ def run_predict(
         if class_names is None:
             raise FabricError("run_predict: a model given without its class names")
         weights_str = cfg.weights
+        meta = {}
+    choice = resolve_operating_point(cfg.conf, meta)
+    fabric = stats_from_meta(meta)
     if cfg.masks:
         require_mask_branch(model, weights_str or "the model")
     roll = cfg.roll
@@ -260,6 +268,8 @@ def run_predict(
         overlays=overlays,
         roll=roll,
         calibrated=cfg.calibrated or roll,
+        conf=choice.point.conf,
+        per_class_conf=dict(choice.point.per_class),
     )
     calibration = Calibration(cfg.px_per_mm, cfg.px_per_mm)
     if out is not None:
@@ -279,20 +289,41 @@ def run_predict(
         atomic_write_text(out_dir / "config.yaml", config_to_yaml(resolved))
         todo = [p for p in frames if not writer.is_done(p)]
         stats = _stream(
-            model, class_names, todo, all_frames, writer, resolved, device, out_dir, on_frame
+            model,
+            class_names,
+            todo,
+            all_frames,
+            writer,
+            resolved,
+            device,
+            out_dir,
+            on_frame,
+            choice.point,
+            fabric,
         )
         outputs = {k: str(v) for k, v in writer.finalize().items()}
+    shift = None
+    if fabric is not None:
+        shift = shift_summary([rec.fabric_shift for _, rec in writer.records()], fabric)
+    caveats = [shift["warning"]] if shift and shift["warning"] else []
     verdict = None
     roll_summary = None
     if roll and stats.processed + len(frames) - len(todo) > 0:
-        roll_summary, paths = _roll_report(writer, class_names, calibration, rules, out_dir)
+        roll_summary, paths = _roll_report(
+            writer, class_names, calibration, rules, out_dir, caveats
+        )
         verdict = roll_summary["verdict"]
         outputs.update({f"roll_{k}": str(v) for k, v in paths.items()})
     if overlays and stats.processed:
         outputs["overlays"] = str(out_dir / "overlays")
     summary = stats.summary(resolved, len(all_frames), len(frames) - len(todo), calibration)
     summary.update(
-        out_dir=str(out_dir.resolve()), outputs=outputs, roll=roll_summary, verdict=verdict
+        out_dir=str(out_dir.resolve()),
+        outputs=outputs,
+        roll=roll_summary,
+        verdict=verdict,
+        threshold={**choice.point.to_dict(), "origin": choice.origin, "line": choice.line()},
+        fabric_shift=shift,
     )
     atomic_write_json(out_dir / "summary.json", summary)
     if stats.skipped and stats.processed == 0 and len(frames) == len(todo):
@@ -310,12 +341,14 @@ def _roll_report(
     calibration: Calibration,
     rules: GradingRules,
     out_dir: Path,
+    caveats: list[str],
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Grade every journaled frame as one roll; returns the verdict summary and the files."""
     from fabricnms.report.roll import RollSettings, build_roll_report, write_roll_report
 
     records = [rec for _, rec in writer.records()]
     report = build_roll_report(records, class_names, RollSettings(calibration, rules))
+    report.caveats.extend(caveats)
     paths = write_roll_report(report, out_dir)
     g = report.grade
     summary = {
@@ -331,6 +364,7 @@ def _roll_report(
         "length_m": round(report.length_mm / 1000.0, 4),
         "width_mm": round(report.width_mm, 1),
         "reasons": g.reasons,
+        "caveats": caveats,
     }
     return summary, paths
 
@@ -402,8 +436,11 @@ def _stream(
     device: torch.device,
     out_dir: Path,
     on_frame: Callable[[FrameEvent], None] | None,
+    point: OperatingPoint,
+    fabric: FabricStats | None,
 ) -> _Stats:
-    """Read, detect, journal and draw ``todo`` frame by frame, in order."""
+    """Read, detect, journal and draw ``todo`` frame by frame, in order; keep the detections
+    above ``point``'s thresholds; score each frame's ``fabric_shift`` against ``fabric``."""
     stats = _Stats()
     timed = _TimedModel(model, device).eval()
     pending: deque[_Pending] = deque()
@@ -436,7 +473,8 @@ def _stream(
             log.debug("skipped %s", item.error)
             report(FrameEvent(item.index, total, item.path, error=item.error))
 
-    settings = TileSettings.from_config(cfg)
+    settings = dataclasses.replace(TileSettings.from_config(cfg), conf=point.floor())
+    tap = FeatureTap(model if fabric is not None else None)
     detections = detect_frames(timed, images(), settings, device)
     while True:
         t0 = time.perf_counter()
@@ -449,8 +487,11 @@ def _stream(
         assert item.image is not None
         height, width = item.image.shape[:2]
         t1 = time.perf_counter()
-        det = det.to("cpu")
+        det = point.select(det.to("cpu"), class_names)
         record = FrameRecord.from_detections(item.path, width, height, det)
+        if fabric is not None:
+            desc = tap.take_frame(width, height, settings.tile, settings.overlap)
+            record.fabric_shift = fabric.frame_score(desc)
         writer.add_record(record)
         if cfg.overlays:
             _draw_overlay(
@@ -470,6 +511,7 @@ def _stream(
             )
         )
         last = now
+    tap.close()
     stats.infer_s = timed.seconds
     stats.wall_s = time.perf_counter() - start
     return stats

@@ -177,15 +177,16 @@ class ResultWriter:
                 raise FabricError(
                     f"{record.path}: class index {det.label} outside 0..{len(self.class_names) - 1}"
                 )
-        self._write_line(
-            {
-                "image_id": len(self._done) + 1,
-                "frame": record.path,
-                "width": record.width,
-                "height": record.height,
-                "detections": [d.to_json() for d in record.detections],
-            }
-        )
+        line: dict[str, Any] = {
+            "image_id": len(self._done) + 1,
+            "frame": record.path,
+            "width": record.width,
+            "height": record.height,
+            "detections": [d.to_json() for d in record.detections],
+        }
+        if record.fabric_shift is not None:
+            line["fabric_shift"] = record.fabric_shift
+        self._write_line(line)
         self._done.add(record.path)
         return True
 
@@ -261,6 +262,8 @@ class ResultWriter:
                     "height": rec.height,
                     "name": rec.name,
                 }
+                if rec.fabric_shift is not None:
+                    image["fabric_shift"] = rec.fabric_shift
                 fh.write((",\n" if n else "") + json.dumps(image, ensure_ascii=False))
             categories = [{"id": i + 1, "name": n} for i, n in enumerate(self.class_names)]
             fh.write('\n],\n"annotations": [],\n"categories": ')
@@ -323,6 +326,7 @@ def iter_journal(path: str | Path) -> Iterator[tuple[int, FrameRecord]]:
                     width=int(obj["width"]),
                     height=int(obj["height"]),
                     detections=[DetectionRecord.from_json(d) for d in obj["detections"]],
+                    fabric_shift=obj.get("fabric_shift"),
                 )
                 yield int(obj["image_id"]), record
             except (ValueError, KeyError, TypeError) as exc:

@@ -258,6 +258,7 @@ def render_roll_html(data: dict[str, Any], thumbnails: dict[int, str]) -> str:
         if rows
         else "<p>No defects detected.</p>"
     )
+    why += [f"caveat: {c}" for c in summary.get("caveats", [])]
     reasons = "".join(f"<div class='why'>{esc(r)}</div>" for r in why)
     missing = sum(1 for d in defects if d["id"] not in thumbnails)
     thumb_note = (

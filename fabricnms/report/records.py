@@ -65,12 +65,15 @@ class DetectionRecord:
 
 @dataclass
 class FrameRecord:
-    """One frame and its detections. ``path`` is absolute; ``width``/``height`` in pixels."""
+    """One frame and its detections. ``path`` is absolute; ``width``/``height`` in pixels;
+    ``fabric_shift``: the frame's distance from the model's fabric (:mod:`fabricnms.engine.shift`),
+    ``None`` when not scored."""
 
     path: str
     width: int
     height: int
     detections: list[DetectionRecord] = field(default_factory=list)
+    fabric_shift: float | None = None
 
     @property
     def name(self) -> str:

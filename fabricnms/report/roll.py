@@ -156,6 +156,8 @@ class RollReport:
     length_mm: float
     defects: list[RollDefect]
     grade: GradeResult
+    #: One-line warnings about what the verdict rests on (e.g. a fabric the model does not know).
+    caveats: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: roll, summary (grading), defects, frames and the settings used."""
@@ -178,6 +180,7 @@ class RollReport:
                 "defects": len(self.defects),
                 "graded_defects": sum(d.grade.excluded is None for d in self.defects),
                 "defects_by_class": dict(sorted(counts.items())),
+                "caveats": list(self.caveats),
             },
             "defects": [d.to_dict() for d in self.defects],
             "frames": [

@@ -1,0 +1,118 @@
+"""Calibrate a checkpoint on frames of its own fabric: operating point + fabric statistics.
+
+One tiled pass of the predict path (:func:`~fabricnms.engine.tiling.detect_frames`) over each
+frame gives its detections and, through :class:`~fabricnms.engine.shift.FeatureTap`, the pooled
+neck descriptor of each of its tiles. The *fit* frames give the fabric statistics; the *held-out*
+frames (not trained on) give the operating point (:func:`~fabricnms.engine.operating_point.
+calibrate`) and the shift limit. :func:`write_calibration` adds both keys to a checkpoint file
+(atomically, all other keys unchanged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from fabricnms.engine.operating_point import (
+    DEFAULT_FALSE_ALARMS,
+    OP_KEY,
+    CalibrationFrame,
+    OperatingPoint,
+    calibrate,
+)
+from fabricnms.engine.shift import STATS_KEY, FabricStats, FeatureTap
+from fabricnms.engine.tiling import TileSettings, detect_frames
+from fabricnms.model.types import Detections
+
+#: Score floor of the calibration pass (thresholds are searched above it).
+SCAN_CONF = 0.05
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """An ``[H, W, 3]`` uint8 RGB frame and its labelled boxes (xyxy px, 0-based labels)."""
+
+    image: np.ndarray
+    boxes: np.ndarray  # [M, 4] float
+    labels: np.ndarray  # [M] int
+
+
+def scan_settings(tile: int = 1024, overlap: float = 0.2, nms: str = "dnms") -> TileSettings:
+    """The predict path's tiling with the calibration score floor."""
+    return TileSettings(tile=tile, overlap=overlap, nms=nms, conf=SCAN_CONF)
+
+
+def scan(
+    model: nn.Module,
+    images: Iterable[np.ndarray],
+    settings: TileSettings,
+    device: torch.device | str = "cpu",
+) -> Iterator[tuple[Detections, torch.Tensor]]:
+    """Per frame: its detections (CPU) and its tiles' descriptors ``[n_tiles, D]``."""
+    sizes: list[tuple[int, int]] = []
+
+    def sized() -> Iterator[np.ndarray]:
+        for image in images:
+            sizes.append((int(image.shape[1]), int(image.shape[0])))
+            yield image
+
+    with FeatureTap(model) as tap:
+        for i, det in enumerate(detect_frames(model, sized(), settings, device)):
+            width, height = sizes[i]
+            yield det.to("cpu"), tap.take_frame(width, height, settings.tile, settings.overlap)
+
+
+def calibrate_model(
+    model: nn.Module,
+    class_names: Sequence[str],
+    fit: Iterable[np.ndarray],
+    held_out: Iterable[LabelledImage],
+    source: str,
+    false_alarms: float = DEFAULT_FALSE_ALARMS,
+    settings: TileSettings | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[OperatingPoint, FabricStats]:
+    """Fabric statistics from ``fit`` frames; operating point and shift limit from ``held_out``."""
+    settings = settings or scan_settings()
+    descs = [d for _, d in scan(model, fit, settings, device)]
+    stats = FabricStats.fit(torch.cat(descs), source)
+    held = list(held_out)
+    frames: list[CalibrationFrame] = []
+    scores: list[float] = []
+    for item, (det, desc) in zip(
+        held, scan(model, (h.image for h in held), settings, device), strict=True
+    ):
+        h, w = item.image.shape[:2]
+        frames.append(
+            CalibrationFrame(
+                det,
+                torch.as_tensor(item.boxes, dtype=torch.float32).reshape(-1, 4),
+                torch.as_tensor(item.labels, dtype=torch.int64).reshape(-1),
+                float(h * w),
+            )
+        )
+        score = stats.frame_score(desc)
+        if score is not None:
+            scores.append(score)
+    point = calibrate(frames, class_names, false_alarms, source)
+    return point, stats.with_limit(scores)
+
+
+def write_calibration(
+    path: str | Path, point: OperatingPoint, stats: FabricStats, out: str | Path | None = None
+) -> Path:
+    """Add ``operating_point`` and ``fabric_stats`` to the checkpoint at ``path`` (every other
+    key unchanged) and save it atomically to ``out`` (default: ``path`` itself)."""
+    from fabricnms.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(path)
+    ckpt[OP_KEY] = point.to_dict()
+    ckpt[STATS_KEY] = stats.to_dict()
+    target = Path(out) if out is not None else Path(path)
+    save_checkpoint(target, ckpt)
+    return target
