@@ -91,6 +91,7 @@ class TrainConfig:
     max_det: int = 300
     val_max_frames: int = 0
     save_period: int = 0
+    max_minutes: float = 0.0  # stop after the epoch that passes this many minutes (0: no limit)
 
     def model_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``Detector`` besides ``num_classes`` (``model`` wins)."""
@@ -155,6 +156,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "max_det": (1, None),
     "val_max_frames": (0, None),
     "save_period": (0, None),
+    "max_minutes": (0.0, None),
     "mask_prototypes": (1, 64),
     "conf": (0.0, 1.0),
     "overlap": (0.0, 0.9),

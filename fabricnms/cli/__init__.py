@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from fabricnms import __version__
+from fabricnms.cli import adapt as adapt_cmd
 from fabricnms.cli import calibrate as calibrate_cmd
 from fabricnms.cli import convert as convert_cmd
 from fabricnms.cli import eval as eval_cmd
@@ -101,6 +102,13 @@ _COMMANDS = (
         "Detect defects in frames or a roll; writes runs/predict/NAME/ (results, overlays, "
         "roll report).",
         "fabricnms predict roll_scans/ --px-per-mm 2 --max-points 28",
+    ),
+    (
+        "adapt",
+        adapt_cmd.adapt,
+        "Teach a model a new fabric from clean frames of it: defects rendered into them, a "
+        "fine-tune, a calibrated operating point; writes runs/adapt/NAME/.",
+        "fabricnms adapt clean_frames/ --minutes 10 --name loom3",
     ),
     (
         "visualize",

@@ -179,6 +179,7 @@ class Trainer:
         name: str,
         resume: str | None = None,
         on_step: Callable[[int], None] | None = None,
+        run_dir: Path | None = None,
     ) -> None:
         self.dist: DistInfo = init_distributed(cfg.device)
         resume_ckpt = None
@@ -268,7 +269,7 @@ class Trainer:
         if resume_ckpt is not None:
             self._restore(resume_ckpt)
         elif self.dist.is_main:
-            self.run_dir = increment_run_dir(project / "train", name)
+            self.run_dir = run_dir or increment_run_dir(project / "train", name)
         if self.dist.distributed:
             self.run_dir = Path(self._broadcast_text(str(getattr(self, "run_dir", ""))))
         self.weights_dir = self.run_dir / "weights"
@@ -345,11 +346,22 @@ class Trainer:
             )
         stopped_early = False
         clean = False
+        started = time.perf_counter()
         try:
             while self.epoch < cfg.epochs and not stopped_early:
                 row = self._train_epoch()
                 self.epoch += 1
                 stopped_early = self._end_epoch(row)
+                spent = (time.perf_counter() - started) / 60
+                if cfg.max_minutes and spent >= cfg.max_minutes and self.epoch < cfg.epochs:
+                    log.warning(
+                        "time limit: stopping after epoch %d/%d (%.1f of max_minutes %g)",
+                        self.epoch,
+                        cfg.epochs,
+                        spent,
+                        cfg.max_minutes,
+                    )
+                    stopped_early = True
             clean = True
         except KeyboardInterrupt:
             if self.dist.is_main:
@@ -603,7 +615,9 @@ def train(
     name: str = "train",
     resume: str | None = None,
     on_step: Callable[[int], None] | None = None,
+    run_dir: Path | None = None,
 ) -> TrainResult:
-    """Run (or resume) a training run; see the module docstring for what it writes."""
-    trainer = Trainer(cfg, Path(project), name, resume=resume, on_step=on_step)
+    """Run (or resume) a training run; see the module docstring for what it writes.
+    ``run_dir``: an existing folder to write the run into instead of ``project/train/name[N]``."""
+    trainer = Trainer(cfg, Path(project), name, resume=resume, on_step=on_step, run_dir=run_dir)
     return trainer.fit()

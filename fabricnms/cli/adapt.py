@@ -1,0 +1,83 @@
+"""``fabricnms adapt``: fine-tune a model to a new fabric from clean frames of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def adapt(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="Clean frames of the fabric (files, folders, globs or .txt lists); at most "
+            "10 are used. One frame is enough.",
+            show_default=False,
+        ),
+    ],
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="Start checkpoint (default: the shipped model).", dir_okay=False),
+    ] = None,
+    name: Annotated[str, typer.Option(help="Run name: runs/adapt/NAME, NAME2, ...")] = "adapt",
+    project: Annotated[Path, typer.Option(help="Root folder of all runs.")] = Path("runs"),
+    minutes: Annotated[
+        float, typer.Option(min=1.0, help="Time budget of the whole run, minutes.")
+    ] = 10.0,
+    false_alarms: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="False alarms allowed per 2446x1000 px of the held-out clean fabric: the "
+            "operating point is the lowest threshold within it.",
+        ),
+    ] = 0.1,
+    window: Annotated[
+        int, typer.Option(min=128, max=2048, help="Training window side, px (shrunk to fit).")
+    ] = 512,
+    seed: Annotated[int, typer.Option(help="Seed of the windows, defects and training.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Search subfolders of folder sources.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the newest runs/adapt/NAME* run.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Render defects into windows of the clean frames, fine-tune, calibrate on held-out parts."""
+    from fabricnms.engine.adapt import AdaptConfig, run_adapt
+    from fabricnms.log import console, print_json
+
+    cfg = AdaptConfig(
+        sources=list(sources),
+        weights="" if weights is None else str(weights),
+        minutes=minutes,
+        false_alarms=false_alarms,
+        window=window,
+        seed=seed,
+        device=device,
+        recursive=recursive,
+    )
+    result = run_adapt(cfg, project=project, name=name, resume=resume)
+    if as_json:
+        print_json(result.summary)
+    s = result.summary
+    op = s["operating_point"]
+    say = console.print
+    say(
+        f"Adapted in {s['minutes']:g} min ({s['epochs']} epochs on {s['window']}-px windows); "
+        f"operating point conf {op['conf']:g} (at most {op['false_alarms_per_frame']:g} false "
+        f"alarms per 2446x1000 on {op['area_frames']:g} frame-areas of held-out clean fabric), "
+        f"fabric-shift limit {s['shift_limit']:g}",
+        markup=False,
+        soft_wrap=True,
+    )
+    say(f"Adapted weights: {result.weights}", markup=False, soft_wrap=True)
+    say(
+        f"Next: fabricnms predict FRAMES --weights {result.weights}",
+        markup=False,
+        soft_wrap=True,
+    )

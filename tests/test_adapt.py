@@ -1,0 +1,102 @@
+"""``fabricnms adapt``: a tiny run end to end, resumable, and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from helpers_engine import boosted_checkpoint
+from typer.testing import CliRunner
+
+from fabricnms.cli import app
+from fabricnms.data.classes import class_names
+from fabricnms.engine.adapt import AdaptConfig, run_adapt
+from fabricnms.engine.operating_point import OP_KEY
+from fabricnms.engine.predict import PredictConfig, run_predict
+from fabricnms.engine.shift import STATS_KEY
+
+runner = CliRunner()
+NAMES = class_names(20)
+
+
+@pytest.fixture(scope="module")
+def start(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("adapt_start")
+    return boosted_checkpoint(root / "tiny.pt", NAMES, root)[0]
+
+
+def _clean_frame(folder: Path, width: int = 480, height: int = 200) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    grey = 130 + 14 * np.sin(2 * np.pi * xx / 5.0) * np.sin(2 * np.pi * yy / 5.0)
+    grey = np.clip(grey + rng.normal(0, 3, (height, width)), 0, 255).astype(np.uint8)
+    path = folder / "clean.png"
+    cv2.imwrite(str(path), grey)
+    return path
+
+
+def test_tiny_adapt_writes_calibrated_checkpoint_predict_uses(start: Path, tmp_path: Path) -> None:
+    frame = _clean_frame(tmp_path / "clean")
+    cfg = AdaptConfig(
+        sources=[str(frame)],
+        weights=str(start),
+        minutes=1.0,
+        window=128,
+        train_windows=8,
+        val_windows=2,
+        batch=4,
+        epochs=1,
+    )
+    result = run_adapt(cfg, project=tmp_path / "runs", name="tiny")
+    run = tmp_path / "runs" / "adapt" / "tiny"
+    assert result.run_dir == run
+    for name in ("weights/best.pt", "weights/last.pt", "config.yaml", "metrics.csv", "adapt.json"):
+        assert (run / name).is_file(), name
+    ckpt = torch.load(run / "weights" / "best.pt", weights_only=True)
+    op = ckpt[OP_KEY]
+    assert 0.05 <= op["conf"] <= 1.0 and op["false_alarms_per_frame"] == 0.1
+    assert op["area_frames"] == pytest.approx(480 * 0.3 * 200 / 2446000, abs=1e-3)
+    assert ckpt[STATS_KEY]["limit"] > 0 and ckpt["class_names"] == NAMES
+    summary = json.loads((run / "adapt.json").read_text())
+    assert summary["done"] and summary["window"] == 128
+    # the same fabric: detections only above the operating point, no shift warning
+    res = run_predict(
+        PredictConfig(sources=[str(frame.parent)], weights=str(result.weights), overlays=False),
+        out=tmp_path / "pred",
+    )
+    assert res.summary["threshold"]["origin"] == "checkpoint"
+    assert res.summary["conf"] == op["conf"]
+    assert res.summary["fabric_shift"]["warning"] is None
+    # resuming a finished run redoes only the calibration
+    again = run_adapt(cfg, project=tmp_path / "runs", name="tiny", resume=True)
+    assert again.run_dir == run and again.summary["epochs"] == result.summary["epochs"]
+
+
+@pytest.mark.parametrize("case", ["unreadable", "small", "classes"])
+def test_bad_input_is_one_line_and_writes_nothing(case: str, start: Path, tmp_path: Path) -> None:
+    weights = start
+    if case == "unreadable":
+        (tmp_path / "clean").mkdir()
+        (tmp_path / "clean" / "broken.jpg").write_bytes(b"not a jpeg")
+        source = tmp_path / "clean"
+        expect = "no readable clean frame"
+    elif case == "small":
+        source = _clean_frame(tmp_path / "clean", 150, 100)
+        expect = "too small"
+    else:
+        source = _clean_frame(tmp_path / "clean")
+        weights = boosted_checkpoint(tmp_path / "three.pt", ["a", "b", "c"], tmp_path)[0]
+        expect = "not the 20 categories"
+    project = tmp_path / "runs"
+    r = runner.invoke(
+        app, ["adapt", str(source), "--weights", str(weights), "--project", str(project)]
+    )
+    assert r.exit_code == 1
+    lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], r.output
+    assert not project.exists()
