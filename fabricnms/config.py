@@ -17,7 +17,7 @@ from typing import Any
 
 from fabricnms.errors import FabricError
 
-NMS_METHODS = ("dnms", "greedy", "soft", "none")
+NMS_METHODS = ("dnms", "greedy", "soft", "none", "greedy+merge", "soft+merge", "dnms-no-merge")
 DEVICES = ("auto", "cpu", "cuda")
 #: ``--model-width`` presets -> Detector keyword arguments (an integer backbone width ``w`` is
 #: accepted too and gives ``neck_channels = 4 * w``).
@@ -114,6 +114,10 @@ class EvalConfig:
     conf: float = 0.001
     acc_conf: float | None = None  # None: the checkpoint's operating point, else 0.3
     max_det: int = 300
+    iou: float = 0.5
+    agnostic: bool = False
+    top_classes: int = 1
+    vote_iou: float = 0.0
     tile: int = 1024
     overlap: float = 0.2
     batch: int = 4
@@ -160,6 +164,9 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "mask_prototypes": (1, 64),
     "conf": (0.0, 1.0),
     "overlap": (0.0, 0.9),
+    "iou": (0.01, 1.0),
+    "top_classes": (1, 64),
+    "vote_iou": (0.0, 1.0),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "nms": NMS_METHODS,

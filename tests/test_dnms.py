@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from fabricnms.model.boxes import pairwise_iou
-from fabricnms.model.dnms import DifferentiableNMS, _greedy_keep
+from fabricnms.model.dnms import DifferentiableNMS
+from fabricnms.model.merge import greedy_keep
 from fabricnms.model.nms import greedy_nms
 from fabricnms.model.proposals import ProposalSet, random_defects, simulate
 
@@ -222,7 +223,7 @@ def test_greedy_keep_is_exact_greedy_suppression():
     sup = (torch.rand(3, k, k, generator=gen) < 0.08).triu(diagonal=1)
     valid = torch.rand(3, k, generator=gen) < 0.9
     sup = sup & valid[:, :, None] & valid[:, None, :]
-    keep = _greedy_keep(sup, valid)
+    keep = greedy_keep(sup, valid)
     for b in range(3):
         kept: list[int] = []
         for j in range(

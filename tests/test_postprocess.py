@@ -7,6 +7,7 @@ import torch
 
 from fabricnms.errors import FabricError
 from fabricnms.model.boxes import pairwise_iou
+from fabricnms.model.nms import NmsSettings
 from fabricnms.model.postprocess import (
     METHODS,
     Candidates,
@@ -104,7 +105,7 @@ def test_dnms_removes_duplicates_that_greedy_keeps():
     assert strong["greedy"] >= strong["dnms"]
 
 
-def test_tiled_line_comes_out_once():
+def _two_tile_line() -> Candidates:
     """A 30 x 900 line cut by two overlapping tiles: each tile sees a truncated piece."""
     gen = torch.Generator().manual_seed(2)
     pieces = []
@@ -119,7 +120,11 @@ def test_tiled_line_comes_out_once():
             boxes - torch.tensor([x0, 0, x0, 0]), o2o, o2m, torch.full((n,), 0.8), torch.zeros(n, 0)
         )
         pieces.append(tile.shifted(x0, 0.0))
-    frame = concat_candidates(pieces)
+    return concat_candidates(pieces)
+
+
+def test_tiled_line_comes_out_once():
+    frame = _two_tile_line()
     dnms = suppress([frame], method="dnms", conf=0.3)[0]
     assert len(dnms) == 1
     assert float(pairwise_iou(torch.tensor([[0.0, 300, 900, 330]]), dnms.boxes)[0, 0]) > 0.85
@@ -143,3 +148,46 @@ def test_unknown_method_and_empty_inputs():
             torch.zeros(3),
             torch.zeros(2, 0),
         )
+
+
+def _cands(boxes: list[list[float]], o2m: list[list[float]]) -> Candidates:
+    """Candidates with quality 1 (so the greedy score is ``sqrt(o2m)``) and o2o = o2m."""
+    b, s = torch.tensor(boxes), torch.tensor(o2m)
+    return Candidates(b, s, s, torch.ones(len(b)), torch.zeros(len(b), 0))
+
+
+def test_top_classes_knob_gives_multi_class_detections():
+    c = _cands([[0.0, 0, 10, 10]], [[0.64, 0.36, 0.0]])
+    one = suppress([c], "greedy", conf=0.1)[0]
+    two = suppress([c], "greedy", conf=0.1, nms=NmsSettings(top_classes=2))[0]
+    assert one.labels.tolist() == [0]
+    assert two.labels.tolist() == [0, 1] and torch.allclose(two.scores, torch.tensor([0.8, 0.6]))
+
+
+def test_vote_iou_knob_moves_the_greedy_box():
+    c = _cands([[0.0, 0, 10, 10], [1, 0, 11, 10]], [[0.81], [0.09]])
+    plain = suppress([c], "greedy", conf=0.05)[0]
+    voted = suppress([c], "greedy", conf=0.05, nms=NmsSettings(vote_iou=0.5))[0]
+    assert len(plain) == len(voted) == 1 and torch.equal(plain.boxes[0], c.boxes[0])
+    assert torch.allclose(voted.boxes[0], torch.tensor([0.25, 0, 10.25, 10]))  # 0.9 / 0.3 weights
+
+
+def test_merge_stage_joins_segments_and_duplicates_after_any_suppression():
+    # two collinear pieces of one vertical line, and a small box inside a large one
+    c = _cands(
+        [[10.0, 0, 20, 100], [10, 90, 20, 200], [300, 300, 340, 340], [290, 290, 390, 390]],
+        [[0.81], [0.64], [0.81], [0.25]],
+    )
+    for base in ("greedy", "soft"):
+        plain = suppress([c], base, conf=0.2)[0]
+        merged = suppress([c], f"{base}+merge", conf=0.2)[0]
+        assert len(plain) == 4 and len(merged) == 2
+        assert torch.allclose(merged.boxes[0], torch.tensor([10.0, 0, 20, 200]))  # the line
+        assert torch.allclose(merged.boxes[1], torch.tensor([300.0, 300, 340, 340]))  # not grown
+        assert torch.allclose(merged.scores, plain.scores[[0, 1]])
+
+
+def test_dnms_without_merge_keeps_the_tiles_pieces():
+    frame = _two_tile_line()
+    assert len(suppress([frame], "dnms", conf=0.3)[0]) == 1
+    assert len(suppress([frame], "dnms-no-merge", conf=0.3)[0]) == 2

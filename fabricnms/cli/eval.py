@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from fabricnms.cli import nms_options
 from fabricnms.config import NMS_METHODS, EvalConfig
 
 if TYPE_CHECKING:
@@ -41,6 +42,10 @@ def eval_cmd(
         ),
     ] = _D.acc_conf,
     max_det: Annotated[int, typer.Option(help="Detections kept per frame.")] = _D.max_det,
+    iou: nms_options.Iou = _D.iou,
+    agnostic: nms_options.Agnostic = _D.agnostic,
+    top_classes: nms_options.TopClasses = _D.top_classes,
+    vote_iou: nms_options.VoteIou = _D.vote_iou,
     tile: Annotated[int, typer.Option(help="Tile size in frame pixels.")] = _D.tile,
     overlap: Annotated[float, typer.Option(help="Tile overlap ratio.")] = _D.overlap,
     batch: Annotated[int, typer.Option(help="Tiles per forward pass.")] = _D.batch,
@@ -75,6 +80,10 @@ def eval_cmd(
             "conf": conf,
             "acc_conf": acc_conf,
             "max_det": max_det,
+            "iou": iou,
+            "agnostic": agnostic,
+            "top_classes": top_classes,
+            "vote_iou": vote_iou,
             "tile": tile,
             "overlap": overlap,
             "batch": batch,

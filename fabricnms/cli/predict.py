@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from fabricnms.cli import nms_options
+from fabricnms.config import NMS_METHODS
+
 if TYPE_CHECKING:
     from fabricnms.engine.predict import FrameEvent
 
@@ -65,11 +68,15 @@ def predict(
     ] = None,
     nms: Annotated[
         str,
-        typer.Option(help="Postprocess: dnms, greedy, soft or none.", rich_help_panel=_DET),
+        typer.Option(help=f"Postprocess: {', '.join(NMS_METHODS)}.", rich_help_panel=_DET),
     ] = "dnms",
     max_det: Annotated[
         int, typer.Option(min=1, help="Detections kept per frame.", rich_help_panel=_DET)
     ] = 300,
+    iou: nms_options.Iou = 0.5,
+    agnostic: nms_options.Agnostic = False,
+    top_classes: nms_options.TopClasses = 1,
+    vote_iou: nms_options.VoteIou = 0.0,
     tile: Annotated[
         int,
         typer.Option(
@@ -219,6 +226,10 @@ def predict(
         conf=conf,
         nms=nms,
         max_det=max_det,
+        iou=iou,
+        agnostic=agnostic,
+        top_classes=top_classes,
+        vote_iou=vote_iou,
         tile=tile,
         overlap=overlap,
         batch=batch,

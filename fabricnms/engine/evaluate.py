@@ -138,16 +138,31 @@ def evaluate_frames(
     """
     start = time.perf_counter()
     images = (read_frame(f) for f in frames)
-    results: list[dict[str, Any]] = []
-    preds: list[FrameBoxes] = []
-    detections = detect_frames(model, images, settings, device)
-    for i, (frame, det) in enumerate(zip(frames, detections, strict=True)):
-        det = det.to("cpu")
-        results.extend(detections_to_coco(frame.image_id, det))
-        preds.append(_as_frame_boxes(det))
+    dets: list[Detections] = []
+    for i, det in enumerate(detect_frames(model, images, settings, device)):
+        dets.append(det.to("cpu"))
         if on_frame is not None:
             on_frame(i)
-    seconds = time.perf_counter() - start
+    return score_detections(
+        frames, dets, gt_coco, names, acc_conf, seconds=time.perf_counter() - start
+    )
+
+
+def score_detections(
+    frames: Sequence[FrameRecord],
+    dets: Sequence[Detections],
+    gt_coco: dict[str, Any],
+    names: Sequence[str],
+    acc_conf: float = 0.3,
+    seconds: float = 0.0,
+) -> EvalReport:
+    """Score one :class:`Detections` per frame (xyxy frame px, on the CPU) against ``gt_coco``:
+    COCO stats and the Tianchi metric with frame accuracy at ``acc_conf``."""
+    results: list[dict[str, Any]] = []
+    preds: list[FrameBoxes] = []
+    for frame, det in zip(frames, dets, strict=True):
+        results.extend(detections_to_coco(frame.image_id, det))
+        preds.append(_as_frame_boxes(det))
     gts = [FrameBoxes(boxes=f.boxes.astype(np.float64), labels=f.labels) for f in frames]
     nc = len(names)
     tianchi = tianchi_metrics(gts, preds, nc, acc_conf=acc_conf)

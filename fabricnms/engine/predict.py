@@ -69,7 +69,20 @@ log = get_logger("predict")
 AUTO_OVERLAY_MAX_FRAMES = 200
 GRADING_SYSTEMS = {"4": "4pt", "10": "10pt"}
 #: Settings that change the detections: a resumed run must use the same values.
-_RESUME_KEYS = ("weights", "nms", "conf", "per_class_conf", "max_det", "tile", "overlap", "masks")
+_RESUME_KEYS = (
+    "weights",
+    "nms",
+    "conf",
+    "per_class_conf",
+    "max_det",
+    "iou",
+    "agnostic",
+    "top_classes",
+    "vote_iou",
+    "tile",
+    "overlap",
+    "masks",
+)
 
 
 @dataclass
@@ -92,6 +105,10 @@ class PredictConfig:
     per_class_conf: dict[str, float] = field(default_factory=dict)
     nms: str = "dnms"
     max_det: int = 300
+    iou: float = 0.5
+    agnostic: bool = False
+    top_classes: int = 1
+    vote_iou: float = 0.0
     tile: int = 1024
     overlap: float = 0.2
     batch: int = 4

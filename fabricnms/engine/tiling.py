@@ -22,7 +22,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -31,7 +31,11 @@ import torch
 from fabricnms.data.dataset import pad_to
 from fabricnms.errors import FabricError
 from fabricnms.model.mask_infer import MaskSettings, ProtoMosaic, frame_masks
+from fabricnms.model.nms import NmsSettings
 from fabricnms.model.types import Detections
+
+if TYPE_CHECKING:
+    from fabricnms.model.postprocess import Candidates
 
 STRIDE_MULTIPLE = 32
 #: Largest factor by which :func:`network_input` stretches a window side instead of padding it.
@@ -40,8 +44,9 @@ MAX_STRETCH = 1.1
 
 @dataclass(frozen=True)
 class TileSettings:
-    """Tiling and postprocess settings (pixels of the frame); ``masks``: refine masks with
-    these settings (needs a mask branch), ``None``: boxes only."""
+    """Tiling and postprocess settings (pixels of the frame); ``suppression``: the knobs of
+    greedy / soft; ``masks``: refine masks with these settings (needs a mask branch),
+    ``None``: boxes only."""
 
     tile: int = 1024
     overlap: float = 0.2
@@ -51,12 +56,14 @@ class TileSettings:
     max_det: int = 300
     max_candidates: int = 1000
     score_floor: float = 0.01
+    suppression: NmsSettings = field(default_factory=NmsSettings)
     masks: MaskSettings | None = None
 
     @classmethod
     def from_config(cls, cfg: Any) -> TileSettings:
-        """Settings from any config with ``tile, overlap, batch, nms, conf, max_det, masks``
-        fields (``masks`` a bool: default :class:`MaskSettings` when true)."""
+        """Settings from any config with ``tile, overlap, batch, nms, conf, max_det, iou,
+        agnostic, top_classes, vote_iou, masks`` fields (``masks`` a bool: default
+        :class:`MaskSettings` when true)."""
         return cls(
             tile=cfg.tile,
             overlap=cfg.overlap,
@@ -64,6 +71,12 @@ class TileSettings:
             nms=cfg.nms,
             conf=cfg.conf,
             max_det=cfg.max_det,
+            suppression=NmsSettings(
+                iou=cfg.iou,
+                agnostic=cfg.agnostic,
+                top_classes=cfg.top_classes,
+                vote_iou=cfg.vote_iou,
+            ),
             masks=MaskSettings() if cfg.masks else None,
         )
 
@@ -144,9 +157,41 @@ def detect_frames(
     under ``torch.inference_mode``. With ``settings.masks`` a model without a mask branch is a
     :class:`FabricError`.
     """
-    from fabricnms.model.postprocess import concat_candidates, select_candidates, suppress
+    from fabricnms.model.postprocess import suppress
 
-    device = torch.device(device)
+    for state, merged in _frame_states(model, images, settings, torch.device(device)):
+        with torch.inference_mode():
+            det = suppress(
+                [merged], settings.nms, settings.conf, settings.max_det, nms=settings.suppression
+            )[0]
+            det = clip_detections(det, state.width, state.height)
+            if settings.masks is not None and state.mosaic is not None:
+                det = frame_masks(det, state.mosaic, settings.masks, state.image)
+        yield det
+
+
+def frame_candidates(
+    model: torch.nn.Module,
+    images: Iterable[np.ndarray],
+    settings: TileSettings,
+    device: torch.device | str = "cpu",
+) -> Iterator[Candidates]:
+    """Each frame's candidates of all its windows in frame pixels, before any suppression
+    (what :func:`detect_frames` suppresses; benchmarks cache them to compare postprocesses)."""
+    for _, merged in _frame_states(model, images, settings, torch.device(device)):
+        yield merged
+
+
+def _frame_states(
+    model: torch.nn.Module,
+    images: Iterable[np.ndarray],
+    settings: TileSettings,
+    device: torch.device,
+) -> Iterator[tuple[_FrameState, Candidates]]:
+    """Windows of each frame batched through ``model``; yields each frame's state and its
+    concatenated candidates as soon as its last window has run, in frame order."""
+    from fabricnms.model.postprocess import concat_candidates, select_candidates
+
     frames: list[_FrameState] = []
     crops: list[np.ndarray] = []
     owners: list[tuple[_FrameState, tuple[int, int, int, int], tuple[float, float]]] = []
@@ -167,15 +212,6 @@ def detect_frames(
         crops.clear()
         owners.clear()
 
-    def finish(state: _FrameState) -> Detections:
-        merged = concat_candidates(state.candidates)
-        with torch.inference_mode():
-            det = suppress([merged], settings.nms, settings.conf, settings.max_det)[0]
-            det = clip_detections(det, state.width, state.height)
-            if settings.masks is not None and state.mosaic is not None:
-                det = frame_masks(det, state.mosaic, settings.masks, state.image)
-        return det
-
     for image in images:
         height, width = image.shape[:2]
         windows = tile_windows(width, height, settings.tile, settings.overlap)
@@ -192,10 +228,11 @@ def detect_frames(
             if len(crops) >= settings.batch:
                 flush()
         while frames and frames[0].pending == 0:
-            yield finish(frames.pop(0))
+            state = frames.pop(0)
+            yield state, concat_candidates(state.candidates)
     flush()
     for state in frames:
-        yield finish(state)
+        yield state, concat_candidates(state.candidates)
 
 
 def _stitch(

@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fabricnms.model.boxes import pairwise_iou_iomin
+from fabricnms.model.merge import MergeSettings, line_span, merge_groups, unsort
 from fabricnms.model.sinkhorn import SinkhornResult, sinkhorn_solve, sinkhorn_solve_sparse
 from fabricnms.model.types import Detections
 
@@ -133,6 +134,8 @@ class DifferentiableNMS(nn.Module):
         line_gap: collinear segments also join across a gap along the line of at most this
             times the shorter segment's length (a line the detector sees in pieces).
         merge_rounds: rounds of merge-then-recheck (a chain of fragments needs one per link).
+        merge: merge duplicates and join lines (:mod:`fabricnms.model.merge`); ``False`` keeps
+            every hypothesis column (the ablation's ``dnms-no-merge``).
     """
 
     def __init__(
@@ -159,6 +162,7 @@ class DifferentiableNMS(nn.Module):
         line_align: float = 0.7,
         line_gap: float = 1.0,
         merge_rounds: int = 3,
+        merge: bool = True,
     ) -> None:
         super().__init__()
         if eps <= 0 or fuse_sigma <= 0 or min(iters, max_hyp, fuse_rows, merge_rounds) < 1:
@@ -174,7 +178,20 @@ class DifferentiableNMS(nn.Module):
         self.fuse_sigma, self.fuse_steps, self.fuse_rows = fuse_sigma, fuse_steps, fuse_rows
         self.dup_overlap, self.part_iou = dup_overlap, part_iou
         self.line_aspect, self.line_align, self.line_gap = line_aspect, line_align, line_gap
-        self.merge_rounds = merge_rounds
+        self.merge_rounds, self.merge = merge_rounds, merge
+
+    @property
+    def merge_settings(self) -> MergeSettings:
+        """The duplicate/line criteria of the merge stage, from this module's settings."""
+        return MergeSettings(
+            self.iomin_weight,
+            self.dup_overlap,
+            self.part_iou,
+            self.line_aspect,
+            self.line_align,
+            self.line_gap,
+            self.merge_rounds,
+        )
 
     def extra_repr(self) -> str:
         return (
@@ -396,77 +413,6 @@ class DifferentiableNMS(nn.Module):
         best, label = torch.einsum("bnk,bnc->bkc", plan, evidence).max(dim=2)
         return torch.where(best > 0, label, fallback), best
 
-    # ------------------------------------------------------------------ merging
-    def same_defect(self, boxes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Relations of fused boxes ``[B, K, 4]`` (labels ``[B, K]``), each ``[B, K, K]``.
-
-        Returns ``(same, iou, segments)``: ``same`` (bool) the two are one defect, ``iou`` their
-        IoU, ``segments`` (bool, a subset of ``same``) they are one defect only as collinear
-        segments of one line: their overlap alone is below ``dup_overlap``.
-        """
-        iou, iomin = pairwise_iou_iomin(boxes, boxes)
-        mu = self.iomin_weight
-        same_class = labels[:, :, None] == labels[:, None, :]
-        overlapping = (1 - mu) * iou + mu * iomin >= self.dup_overlap
-        collinear = _collinear(boxes, self.line_aspect, self.line_align, self.line_gap)
-        segments = collinear & ~overlapping & same_class
-        return (overlapping & same_class) | segments, iou, segments
-
-    def merge(
-        self,
-        boxes: Tensor,
-        labels: Tensor,
-        valid: Tensor,
-        span: Tensor | None = None,
-        line: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Group hypotheses that are one defect; survivors grow over absorbed parts.
-
-        Args:
-            boxes: ``[B, K, 4]`` fused boxes sorted by descending score. labels: ``[B, K]``.
-            valid: ``[B, K]`` bool. span / line: ``[B, K, 4]`` / ``[B, K]`` the spans and
-            line flags of an earlier merge pass (default: each box its own span, no lines).
-
-        Returns:
-            ``(boxes [B, K, 4], owner [B, K], span [B, K, 4], line [B, K])``. ``owner[b, j]``
-            is the index of the survivor hypothesis ``j`` belongs to (``j`` itself for
-            survivors and for invalid hypotheses; survivors are the valid ``j`` with
-            ``owner == j``). A survivor's box grows to the union of the parts (IoU below
-            ``part_iou``) it absorbed. ``line`` marks survivors that absorbed collinear segments
-            (a line joined from pieces) and ``span`` is the union of those segments' boxes.
-            Suppression follows exact greedy order (Cluster-NMS fixpoint); each round is
-            ``O(K^2)`` tensor work, with ``owner`` re-pointed in ``O(K)``.
-        """
-        bsz, kk = valid.shape
-        arange = torch.arange(kk, device=boxes.device).expand(bsz, kk)
-        owner = arange
-        span = boxes if span is None else span
-        line = torch.zeros_like(valid) if line is None else line
-        stronger = torch.ones(kk, kk, dtype=torch.bool, device=boxes.device).triu(diagonal=1)
-        alive = valid
-        for _ in range(self.merge_rounds):
-            same, iou, segments = self.same_defect(boxes, labels)
-            sup = same & stronger & alive[:, :, None] & alive[:, None, :]  # [B, k, j]
-            keep = _greedy_keep(sup, alive)
-            by_kept = sup & keep[:, :, None]
-            absorbed = by_kept.any(dim=1)  # [B, j]
-            if not bool(absorbed.any()):
-                break
-            # Each absorbed j goes to its strongest kept suppressor, with everything it owned.
-            first = torch.where(absorbed, by_kept.int().argmax(dim=1), arange)  # [B, j]
-            owner = first.gather(1, owner)
-            at_first = first[:, None, :]
-            part = absorbed & (iou.gather(1, at_first)[:, 0] < self.part_iou)
-            boxes = _grow(boxes, first, part)
-            # A segment (or a joined line) hands its span on to the survivor.
-            seg = absorbed & (segments.gather(1, at_first)[:, 0] | line)
-            span = _grow(span, first, seg)
-            line = (line & keep) | (torch.zeros_like(first).scatter_add(1, first, seg.long()) > 0)
-            alive = keep
-            if not bool(part.any()):
-                break
-        return boxes, owner, span, line & alive
-
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -520,26 +466,32 @@ class DifferentiableNMS(nn.Module):
         # two survivors of one class are one defect (at most ``merge_rounds`` passes).
         span, line = fused, torch.zeros_like(alive)
         arange = torch.arange(kk, device=boxes.device)
+        settings = self.merge_settings
         for step in range(self.merge_rounds):
             order = torch.where(alive, score, torch.full_like(score, -1.0))
             order = order.argsort(dim=1, descending=True, stable=True)
             sort4 = order[..., None].expand(-1, -1, 4)
             sorted4 = fused.gather(1, sort4)
-            s_merged, s_owner, s_span, s_line = self.merge(
-                sorted4,
-                labels.gather(1, order),
-                alive.gather(1, order),
-                span.gather(1, sort4),
-                line.gather(1, order),
-            )
-            owner = _unsort(order.gather(1, s_owner), order)
+            if self.merge:
+                s_merged, s_owner, s_span, s_line = merge_groups(
+                    sorted4,
+                    labels.gather(1, order),
+                    alive.gather(1, order),
+                    settings,
+                    span.gather(1, sort4),
+                    line.gather(1, order),
+                )
+            else:
+                s_merged, s_owner, s_span = sorted4, arange.expand_as(order), sorted4
+                s_line = line.gather(1, order)
+            owner = unsort(order.gather(1, s_owner), order)
             survivor = alive & (owner == arange)
             if step > 0 and torch.equal(survivor, alive) and torch.equal(s_merged, sorted4):
                 break
-            merged, span = _unsort(s_merged, sort4), _unsort(s_span, sort4)
-            line, alive = _unsort(s_line, order), survivor
+            merged, span = unsort(s_merged, sort4), unsort(s_span, sort4)
+            line, alive = unsort(s_line, order), survivor
             plan = torch.zeros_like(plan).scatter_add(2, owner[:, None, :].expand(-1, n, -1), plan)
-            fused = _line_span(self.fuse(plan, boxes, merged, q), span, line)
+            fused = line_span(self.fuse(plan, boxes, merged, q), span, line)
             labels, u_mass = self.column_labels(plan, evidence, m.hyp_label)
             h = self.collected_o2o(plan, scores_o2o, m.row_mass, labels)
             score, support = self.score(plan, h, u_mass)
@@ -567,92 +519,6 @@ class DifferentiableNMS(nn.Module):
 def _quality(scores_o2m: Tensor, quality: Tensor | None) -> Tensor:
     """``[B, N]`` IoU-quality, or the best o2m class probability where none is given."""
     return scores_o2m.amax(dim=-1) if quality is None else quality
-
-
-def _greedy_keep(sup: Tensor, valid: Tensor) -> Tensor:
-    """Exact greedy-NMS survivors ``[B, K]`` of the relation ``sup [B, K, K]``.
-
-    ``sup[b, k, j]``: ``k`` (earlier, i.e. stronger) suppresses ``j``. A hypothesis survives when
-    it is valid and no survivor suppresses it. Iterated from ``keep = valid`` (Cluster-NMS):
-    pass ``t`` settles at least the ``t``-th strongest hypothesis, and in practice a handful of
-    passes settle all (the count is the longest chain of alternating suppressions).
-    """
-    keep = valid
-    for _ in range(sup.shape[1]):
-        new_keep = valid & ~(sup & keep[:, :, None]).any(dim=1)
-        if torch.equal(new_keep, keep):
-            break
-        keep = new_keep
-    return keep
-
-
-def _grow(boxes: Tensor, into: Tensor, part: Tensor) -> Tensor:
-    """Boxes ``[B, K, 4]`` where each ``part`` hypothesis ``j`` widens box ``into[b, j]``."""
-    big = torch.finfo(boxes.dtype).max
-    idx = into[..., None].expand(-1, -1, 2)
-    lo = torch.where(part[..., None], boxes[..., :2], boxes.new_tensor(big))
-    hi = torch.where(part[..., None], boxes[..., 2:], boxes.new_tensor(-big))
-    return torch.cat(
-        [
-            boxes[..., :2].scatter_reduce(1, idx, lo, "amin", include_self=True),
-            boxes[..., 2:].scatter_reduce(1, idx, hi, "amax", include_self=True),
-        ],
-        dim=-1,
-    )
-
-
-def _unsort(sorted_values: Tensor, order: Tensor) -> Tensor:
-    """Inverse of ``values.gather(1, order)``: ``out[b, order[b, j]] = sorted_values[b, j]``."""
-    return torch.empty_like(sorted_values).scatter_(1, order, sorted_values)
-
-
-def _line_span(fused: Tensor, joined: Tensor, line: Tensor) -> Tensor:
-    """Fused boxes ``[B, K, 4]`` of joined lines stretched along the line to ``joined``'s ends.
-
-    Where ``line [B, K]`` is set, the coordinates along the long axis of ``joined [B, K, 4]``
-    (the union of the line's segments) become the union of ``fused`` and ``joined``: the robust
-    fusion drops the rows of the end segments as outliers, yet their ends are the line's. The
-    coordinates across the line stay the robust fusion.
-    """
-    along_x = (joined[..., 2] - joined[..., 0]) >= (joined[..., 3] - joined[..., 1])
-    along = torch.stack([along_x, ~along_x, along_x, ~along_x], dim=-1) & line[..., None]
-    span = torch.cat(
-        [
-            torch.minimum(fused[..., :2], joined[..., :2]),
-            torch.maximum(fused[..., 2:], joined[..., 2:]),
-        ],
-        dim=-1,
-    )
-    return torch.where(along, span, fused)
-
-
-def _collinear(boxes: Tensor, aspect: float, align: float, gap: float = 0.0) -> Tensor:
-    """``[B, K, K]`` bool: the two boxes are segments of one horizontal or vertical line.
-
-    Both longer along the same axis, at least one ``long / short >= aspect``, aligned across
-    the axis (1-D IoMin of the cross-axis intervals ``>= align``) and along it overlapping,
-    touching, or apart by at most ``gap`` times the shorter segment's length.
-    """
-    w = (boxes[..., 2] - boxes[..., 0]).clamp(min=1e-6)
-    h = (boxes[..., 3] - boxes[..., 1]).clamp(min=1e-6)
-    out = torch.zeros_like(boxes[..., 0, None] < boxes[..., None, :, 0])
-    for along, across, length, thick in ((0, 1, w, h), (1, 0, h, w)):
-        elong = length / thick >= aspect
-        flat = length >= thick
-        shape_ok = (elong[:, :, None] | elong[:, None, :]) & flat[:, :, None] & flat[:, None, :]
-        inter_along = _interval_inter(boxes[..., along], boxes[..., along + 2])
-        inter_across = _interval_inter(boxes[..., across], boxes[..., across + 2]).clamp(min=0)
-        iomin = inter_across / torch.minimum(thick[:, :, None], thick[:, None, :])
-        reach = -gap * torch.minimum(length[:, :, None], length[:, None, :])
-        out = out | (shape_ok & (inter_along >= reach) & (iomin >= align))
-    return out
-
-
-def _interval_inter(lo: Tensor, hi: Tensor) -> Tensor:
-    """Signed pairwise intersection length of 1-D intervals ``[B, K]`` -> ``[B, K, K]``."""
-    return torch.minimum(hi[:, :, None], hi[:, None, :]) - torch.maximum(
-        lo[:, :, None], lo[:, None, :]
-    )
 
 
 def _check_inputs(

@@ -7,13 +7,18 @@ frame after shifting); labels 0-based; scores probabilities.
 
 Scores per method (all in [0, 1]):
     dnms:   the DNMS confidence ``h ** 0.5 * u ** 0.5`` (see :mod:`fabricnms.model.dnms`).
-    greedy: ``sqrt(o2m class prob * quality)`` of the best class, then per-class IoU-0.5 NMS.
-    soft:   the same dense score, Gaussian Soft-NMS rescored (sigma 0.5, floor 0.001).
+    greedy: ``sqrt(o2m class prob * quality)`` of each candidate's ``top_classes`` best classes,
+            then greedy IoU NMS over all of them (:class:`~fabricnms.model.nms.NmsSettings`).
+    soft:   the same dense scores, Gaussian Soft-NMS rescored (floor 0.001).
     none:   the raw one-to-one probability of the best class, no suppression.
+    greedy+merge / soft+merge: greedy / soft, then the DNMS's duplicate-merge and line-joining
+            stage (:func:`fabricnms.model.merge.merge_detections`).
+    dnms-no-merge: the DNMS without its merge stage (every hypothesis column is a detection).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 
@@ -22,10 +27,18 @@ from torch import Tensor
 
 from fabricnms.errors import FabricError
 from fabricnms.model.dnms import DifferentiableNMS
-from fabricnms.model.nms import greedy_nms, soft_nms
+from fabricnms.model.merge import merge_detections
+from fabricnms.model.nms import (
+    SOFT_FLOOR,
+    NmsSettings,
+    expand_classes,
+    greedy_nms,
+    soft_nms,
+    vote_boxes,
+)
 from fabricnms.model.types import DenseOutput, Detections
 
-METHODS = ("dnms", "greedy", "soft", "none")
+METHODS = ("dnms", "greedy", "soft", "none", "greedy+merge", "soft+merge", "dnms-no-merge")
 
 
 @dataclass
@@ -151,29 +164,40 @@ def suppress(
     conf: float = 0.001,
     max_det: int = 300,
     dnms: DifferentiableNMS | None = None,
+    nms: NmsSettings | None = None,
 ) -> list[Detections]:
     """Duplicate removal per image; returns detections with ``score >= conf``, at most ``max_det``.
 
     Args:
         cands: one :class:`Candidates` per image (frame coordinates when tiled).
-        method: ``"dnms"`` (default; one batched Sinkhorn pass), ``"greedy"``, ``"soft"`` or
-            ``"none"`` (see the module docstring for the scores).
+        method: one of :data:`METHODS` (see the module docstring for the scores); ``"dnms"``
+            (default) is one batched Sinkhorn pass.
         conf: minimum output score. max_det: most detections per image (highest scores).
         dnms: a configured :class:`DifferentiableNMS` (default hyper-parameters otherwise).
+        nms: knobs of greedy / soft (:class:`NmsSettings` defaults otherwise).
     """
     if method not in METHODS:
         raise FabricError(f"unknown NMS method {method!r}: choose one of {', '.join(METHODS)}")
     if not cands:
         return []
-    if method == "dnms":
+    if method.startswith("dnms"):
         module = dnms if dnms is not None else DifferentiableNMS()
+        if method == "dnms-no-merge":
+            module = copy.copy(module)
+            module.merge = False
         coeffs = [c.coeffs for c in cands]
         padded = None
         if all(c is not None for c in coeffs):
             padded = _pad_stack(coeffs, max(len(c) for c in cands))  # type: ignore[arg-type]
         dets = module(*pad_candidates(cands), coeffs=padded)
         return [_top(d, conf, max_det) for d in dets]
-    return [_baseline(c, method, conf, max_det) for c in cands]
+    settings = nms if nms is not None else NmsSettings()
+    base, _, merge = method.partition("+")
+    out = []
+    for c in cands:
+        det = _baseline(c, base, conf, max_det, settings)
+        out.append(_top(merge_detections(det), conf, max_det) if merge else det)
+    return out
 
 
 def postprocess(
@@ -182,9 +206,10 @@ def postprocess(
     conf: float = 0.001,
     max_det: int = 300,
     dnms: DifferentiableNMS | None = None,
+    nms: NmsSettings | None = None,
 ) -> list[Detections]:
     """``suppress(select_candidates(dense), ...)``: detections per image of a batch."""
-    return suppress(select_candidates(dense), method=method, conf=conf, max_det=max_det, dnms=dnms)
+    return suppress(select_candidates(dense), method, conf, max_det, dnms, nms)
 
 
 def _top(det: Detections, conf: float, max_det: int) -> Detections:
@@ -192,8 +217,9 @@ def _top(det: Detections, conf: float, max_det: int) -> Detections:
     return det.select((det.scores >= conf).nonzero().flatten()[:max_det])
 
 
-def _baseline(c: Candidates, method: str, conf: float, max_det: int) -> Detections:
-    """Greedy / soft / none: each detection is one candidate row (its coefficients kept)."""
+def _baseline(c: Candidates, method: str, conf: float, max_det: int, s: NmsSettings) -> Detections:
+    """Greedy / soft / none: each detection is one candidate row (its coefficients kept) at one
+    of its classes; greedy boxes optionally voted."""
     if len(c) == 0:
         return Detections.empty(c.boxes.device)
     if method == "none":
@@ -201,13 +227,21 @@ def _baseline(c: Candidates, method: str, conf: float, max_det: int) -> Detectio
         sel = (score >= conf).nonzero().flatten()
         sel = sel[score[sel].argsort(descending=True, stable=True)][:max_det]
         return _rows(c, sel, score[sel], label[sel])
-    score, label = (c.scores_o2m * c.quality[:, None]).clamp(min=0).sqrt().max(dim=1)
+    dense = (c.scores_o2m * c.quality[:, None]).clamp(min=0).sqrt()  # [N, C]
+    # Soft-NMS only lowers scores: entries below the output's ``conf`` never matter.
+    floor = conf if method == "greedy" else max(conf, SOFT_FLOOR)
+    rows, label = expand_classes(dense, s.top_classes, floor)
+    score, boxes = dense[rows, label], c.boxes[rows]
     if method == "greedy":
-        sel = greedy_nms(c.boxes, score, label, score_threshold=conf, max_det=max_det)
-        return _rows(c, sel, score[sel], label[sel])
-    sel, rescored = soft_nms(c.boxes, score, label, max_det=max_det)
+        keep = greedy_nms(boxes, score, label, s.iou, conf, max_det, s.agnostic)
+        det = _rows(c, rows[keep], score[keep], label[keep])
+        if s.vote_iou > 0 and len(keep):
+            voted = vote_boxes(keep, boxes, score, label, s.vote_iou, s.agnostic)
+            det = dataclasses.replace(det, boxes=voted)
+        return det
+    keep, rescored = soft_nms(boxes, score, label, s.sigma, floor, max_det, s.agnostic)
     ok = rescored >= conf
-    return _rows(c, sel[ok], rescored[ok], label[sel[ok]])
+    return _rows(c, rows[keep[ok]], rescored[ok], label[keep[ok]])
 
 
 def _rows(c: Candidates, sel: Tensor, score: Tensor, label: Tensor) -> Detections:

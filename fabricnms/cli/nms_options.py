@@ -1,0 +1,42 @@
+"""The suppression knobs shared by ``eval`` and ``predict`` (see :class:`fabricnms.model.nms.
+NmsSettings`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+_PANEL = "Suppression (greedy / soft)"
+
+Iou = Annotated[
+    float,
+    typer.Option(
+        min=0.01,
+        max=1.0,
+        help="greedy: a kept box suppresses another of its class overlapping it by more IoU.",
+        rich_help_panel=_PANEL,
+    ),
+]
+Agnostic = Annotated[
+    bool,
+    typer.Option("--agnostic", help="Suppress across classes.", rich_help_panel=_PANEL),
+]
+TopClasses = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Entries per candidate: its best classes (multi-class candidates).",
+        rich_help_panel=_PANEL,
+    ),
+]
+VoteIou = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="greedy: score-weighted box voting over the boxes with at least this IoU to a "
+        "kept one (0: off).",
+        rich_help_panel=_PANEL,
+    ),
+]
