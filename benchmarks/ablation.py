@@ -7,9 +7,11 @@ frame's dense candidates (all windows, frame pixels, before any suppression) to 
 
 Step 2, ``run``: every postprocess method runs on the caches. Each method's knobs (a small grid,
 and the frame-accuracy threshold) are chosen on the selection cache only; the test caches are
-then scored once with those choices, and mean +- std over the test seeds is printed::
+then scored once with those choices (saved to ``--choices`` and reused when it exists), and
+mean +- std over the test seeds is printed::
 
-    python benchmarks/ablation.py run --select CACHE_100.pt --test CACHE_101.pt CACHE_102.pt ...
+    python benchmarks/ablation.py run --select CACHE_100.pt --choices CHOICES.json \\
+        --test CACHE_101.pt CACHE_102.pt ...
 
 Metrics: COCO AP and AP50, the Tianchi score (0.2 frame accuracy + 0.8 mAP), frame accuracy at
 the method's operating threshold (chosen on the selection seed) and detections per frame.
@@ -19,17 +21,26 @@ Candidates are stored in float16 (boxes float32): every method reads the same nu
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from fabricnms.config import load_data_yaml
 from fabricnms.data.coco import load_coco
 from fabricnms.data.dataset import frames_from_coco, read_frame
 from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS, load_detector
-from fabricnms.engine.tiling import TileSettings, frame_candidates
+from fabricnms.engine.evaluate import score_detections
+from fabricnms.engine.tiling import TileSettings, clip_detections, frame_candidates
+from fabricnms.model.dnms import DifferentiableNMS
+from fabricnms.model.nms import NmsSettings
+from fabricnms.model.postprocess import Candidates, suppress
 
 _HALF = ("scores_o2o", "scores_o2m", "quality", "embed")
 
@@ -61,6 +72,149 @@ def cache(args: argparse.Namespace) -> None:
     print(f"{args.out}: {len(frames)} frames, {boxes} boxes, {time.perf_counter() - start:.0f} s")
 
 
+@dataclass(frozen=True)
+class Method:
+    """A postprocess and its knob grid (every combination is tried on the selection seed)."""
+
+    name: str
+    grid: dict[str, tuple[Any, ...]]
+
+    def configs(self) -> list[dict[str, Any]]:
+        keys = list(self.grid)
+        return [dict(zip(keys, v, strict=True)) for v in itertools.product(*self.grid.values())]
+
+
+_GREEDY = {"iou": (0.5, 0.6, 0.7), "top_classes": (1, 3), "vote_iou": (0.0, 0.6)}
+_SOFT = {"sigma": (0.3, 0.5, 1.0), "top_classes": (1, 3)}
+METHODS = (
+    Method("none", {}),
+    Method("greedy", {**_GREEDY, "agnostic": (False, True)}),
+    Method("soft", {**_SOFT, "agnostic": (False, True)}),
+    Method("greedy+merge", _GREEDY),
+    Method("soft+merge", _SOFT),
+    Method("dnms-no-merge", {"match_cost": (1.0, 1.5, 2.0)}),
+    Method("dnms", {"match_cost": (1.0, 1.5, 2.0), "dup_overlap": (0.4, 0.5, 0.6)}),
+)
+_DNMS_KNOBS = ("match_cost", "dup_overlap")
+
+
+@dataclass
+class Cache:
+    """One seed's cached candidates, ground truth and frame records."""
+
+    path: Path
+    frames: list[Any]
+    gt: dict[str, Any]
+    names: list[str]
+    sizes: list[tuple[int, int]]
+    cands: list[Candidates]
+
+    @classmethod
+    def load(cls, path: Path) -> Cache:
+        blob = torch.load(path, weights_only=False)
+        frames = frames_from_coco(blob["gt"], Path("."), len(blob["names"]))
+        cands = [
+            Candidates(boxes=r["boxes"], **{k: r[k].float() for k in _HALF}) for r in blob["cands"]
+        ]
+        return cls(path, frames, blob["gt"], blob["names"], blob["sizes"], cands)
+
+
+def detect(cache: Cache, method: str, knobs: dict[str, Any]) -> list[Any]:
+    """Detections of every cached frame (conf 0.001, 300 per frame, clipped to the frame)."""
+    dnms_kw = {k: v for k, v in knobs.items() if k in _DNMS_KNOBS}
+    nms_kw = {k: v for k, v in knobs.items() if k not in _DNMS_KNOBS}
+    dnms = DifferentiableNMS(**dnms_kw) if method.startswith("dnms") else None
+    settings = NmsSettings(**nms_kw)
+    out = []
+    with torch.inference_mode():
+        for cand, (w, h) in zip(cache.cands, cache.sizes, strict=True):
+            det = suppress([cand], method, 0.001, 300, dnms=dnms, nms=settings)[0]
+            out.append(clip_detections(det, w, h))
+    return out
+
+
+def best_threshold(cache: Cache, dets: list[Any]) -> float:
+    """The score threshold with the best frame accuracy (defective = a detection >= it)."""
+    top = np.array([float(d.scores.max()) if len(d) else 0.0 for d in dets])
+    defective = np.array([len(f.labels) > 0 for f in cache.frames])
+    grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
+    acc = [float(((top >= t) == defective).mean()) for t in grid]
+    return float(grid[int(np.argmax(acc))])
+
+
+def measure(cache: Cache, dets: list[Any], acc_conf: float) -> dict[str, float]:
+    """AP, AP50, Tianchi score, frame accuracy at ``acc_conf``, detections per frame."""
+    rep = score_detections(cache.frames, dets, cache.gt, cache.names, acc_conf)
+    return {
+        "AP": float(rep.coco.stats[0]),
+        "AP50": float(rep.coco.stats[1]),
+        "tianchi": float(rep.tianchi.score),
+        "acc": float(rep.tianchi.acc),
+        "det": len(rep.results) / max(len(dets), 1),
+    }
+
+
+def choose(select: Cache, m: Method) -> dict[str, Any]:
+    """The knobs with the best COCO AP on the selection cache, and that run's threshold."""
+    best: dict[str, Any] = {}
+    for knobs in m.configs():
+        dets = detect(select, m.name, knobs)
+        t = best_threshold(select, dets)
+        ap = measure(select, dets, t)["AP"]
+        print(f"select {m.name} {knobs} AP {ap:.4f} thr {t}", file=sys.stderr)
+        if not best or ap > best["AP"]:
+            best = {"AP": ap, "knobs": knobs, "acc_conf": t}
+    return best
+
+
+def run(args: argparse.Namespace) -> None:
+    """Choose knobs on the selection cache (or read the choices file), score the test caches,
+    print mean +- std."""
+    torch.set_num_threads(args.threads)
+    methods = [m for m in METHODS if not args.methods or m.name in args.methods]
+    choices = json.loads(args.choices.read_text()) if args.choices.is_file() else {}
+    todo = [m for m in methods if m.name not in choices]
+    if todo:
+        select = Cache.load(args.select)
+        print(f"{select.path}: {len(select.frames)} frames (selection)", file=sys.stderr)
+        for m in todo:
+            choices[m.name] = choose(select, m)
+            tmp = args.choices.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"select": str(args.select), **choices}, indent=1))
+            tmp.replace(args.choices)
+    tests = [Cache.load(p) for p in args.test]
+    for c in tests:
+        boxes = sum(len(f.labels) for f in c.frames)
+        print(f"{c.path}: {len(c.frames)} frames, {boxes} boxes", file=sys.stderr)
+    rows = []
+    for m in methods:
+        knobs, thr = choices[m.name]["knobs"], choices[m.name]["acc_conf"]
+        start = time.perf_counter()
+        per_seed = [measure(c, detect(c, m.name, knobs), thr) for c in tests]
+        frames = sum(len(c.frames) for c in tests)
+        ms = 1000 * (time.perf_counter() - start) / frames
+        rows.append({"method": m.name, "knobs": knobs, "acc_conf": thr, "seeds": per_seed})
+        print(f"test {m.name}: {per_seed} ({ms:.0f} ms/frame incl. scoring)", file=sys.stderr)
+    print_table(rows, len(tests))
+    if args.out:
+        args.out.write_text(json.dumps({"select": str(args.select), "rows": rows}, indent=1))
+
+
+def print_table(rows: list[dict[str, Any]], seeds: int) -> None:
+    """Markdown table: mean +- std (over the test seeds) of each metric."""
+    keys = ("AP", "AP50", "tianchi", "acc", "det")
+    print(f"| method | knobs (selection seed) | thr | {' | '.join(keys)} |  ({seeds} seeds)")
+    print("|---" * (len(keys) + 3) + "|")
+    for r in rows:
+        cells = []
+        for k in keys:
+            v = np.array([s[k] for s in r["seeds"]])
+            fmt = ".1f" if k == "det" else ".3f"
+            cells.append(f"{v.mean():{fmt}} +- {v.std(ddof=1) if len(v) > 1 else 0.0:{fmt}}")
+        knobs = ", ".join(f"{k}={v}" for k, v in r["knobs"].items()) or "-"
+        print(f"| {r['method']} | {knobs} | {r['acc_conf']:.2f} | {' | '.join(cells)} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -70,9 +224,18 @@ def main() -> None:
     c.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     c.add_argument("--split", default="val")
     c.add_argument("--threads", type=int, default=1)
+    r = sub.add_parser("run", help="every postprocess on the caches")
+    r.add_argument("--select", type=Path, required=True, help="selection-seed cache")
+    r.add_argument("--choices", type=Path, required=True, help="knob choices (JSON; made once)")
+    r.add_argument("--test", type=Path, nargs="*", default=[], help="test-seed caches")
+    r.add_argument("--methods", nargs="*", default=[], help="only these methods")
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--out", type=Path, help="also write the rows as JSON")
     args = parser.parse_args()
     if args.cmd == "cache":
         cache(args)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":

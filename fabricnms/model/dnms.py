@@ -48,45 +48,20 @@ the masses balance without a dustbin row, and duplicate hypotheses split the row
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fabricnms.model.boxes import pairwise_iou_iomin
+from fabricnms.model.dnms_fusion import (
+    FusionSettings,
+    collected_o2o,
+    column_labels,
+    fuse,
+    fuse_coeffs,
+)
+from fabricnms.model.dnms_fusion import score as column_score
+from fabricnms.model.dnms_match import TINY, Matching, MatchSettings, match_hypotheses, row_quality
 from fabricnms.model.merge import MergeSettings, line_span, merge_groups, unsort
-from fabricnms.model.sinkhorn import SinkhornResult, sinkhorn_solve, sinkhorn_solve_sparse
 from fabricnms.model.types import Detections
-
-_P_EPS = 1e-4  # clamp for probabilities inside logs
-_TINY = 1e-12
-
-
-@dataclass
-class Matching:
-    """The transport problem and plan of one batch (``K`` = hypotheses after padding).
-
-    plan: ``[B, N, K + 1]`` in mass units; the last column is the dustbin.
-    pair_cost: ``[B, N, R]`` cost of the pairs each row may use (``+inf``: unused slot; the
-        last slot is the dustbin). pair_index: ``[B, N, R]`` their columns in ``plan``.
-    hyp_index: ``[B, K]`` row index of each hypothesis. hyp_valid: ``[B, K]`` bool.
-    hyp_score: ``[B, K]`` o2o probability of each hypothesis's class. hyp_label: ``[B, K]``.
-    row_mass: ``[B, N]``; capacity: ``[B, K]`` column masses.
-    iterations / marginal_error: Sinkhorn facts (error ``[B]``, relative to the total mass).
-    """
-
-    plan: Tensor
-    pair_cost: Tensor
-    pair_index: Tensor
-    hyp_index: Tensor
-    hyp_valid: Tensor
-    hyp_score: Tensor
-    hyp_label: Tensor
-    row_mass: Tensor
-    capacity: Tensor
-    iterations: int
-    marginal_error: Tensor
 
 
 class DifferentiableNMS(nn.Module):
@@ -193,14 +168,29 @@ class DifferentiableNMS(nn.Module):
             self.merge_rounds,
         )
 
-    def extra_repr(self) -> str:
-        return (
-            f"alpha={self.alpha}, beta={self.beta}, gamma={self.gamma}, delta={self.delta}, "
-            f"eps={self.eps}, iters={self.iters}, tol={self.tol}, hyp_floor={self.hyp_floor}, "
-            f"max_hyp={self.max_hyp}"
+    @property
+    def match_settings(self) -> MatchSettings:
+        """The matching's settings, from this module's."""
+        return MatchSettings(
+            self.alpha,
+            self.beta,
+            self.gamma,
+            self.delta,
+            self.iomin_weight,
+            self.match_cost,
+            self.eps,
+            self.iters,
+            self.tol,
+            self.hyp_floor,
+            self.max_hyp,
+            self.sparse_ratio,
         )
 
-    # ------------------------------------------------------------------ matching
+    @property
+    def fusion_settings(self) -> FusionSettings:
+        """The fusion and scoring settings, from this module's."""
+        return FusionSettings(self.fuse_sigma, self.fuse_steps, self.fuse_rows, self.score_power)
+
     def match(
         self,
         boxes: Tensor,
@@ -210,208 +200,18 @@ class DifferentiableNMS(nn.Module):
         embed: Tensor | None = None,
         valid: Tensor | None = None,
     ) -> Matching:
-        """Pick hypotheses and solve the transport problem (see the module docstring).
-
-        Args as in :meth:`forward`; ``N`` must be at least 1.
-        """
-        bsz, n, _ = scores_o2m.shape
-        if valid is None:
-            valid = torch.ones(bsz, n, dtype=torch.bool, device=boxes.device)
-        row_p, _ = scores_o2m.max(dim=-1)
-        mass = (row_p * _quality(scores_o2m, quality)).clamp(min=0).sqrt()
-        mass = torch.where(valid, mass, torch.zeros_like(mass))
-
-        # Hypotheses: top-k o2o scores above the floor, per image; K trimmed to the batch max.
-        hyp_all, hyp_lab_all = scores_o2o.max(dim=-1)
-        hyp_all = torch.where(valid, hyp_all, torch.full_like(hyp_all, -1.0))
-        hyp_score, hyp_index = hyp_all.topk(min(self.max_hyp, n), dim=1)
-        hyp_valid = (hyp_score >= self.hyp_floor) & (mass.gather(1, hyp_index) > 0)
-        k = max(int(hyp_valid.sum(dim=1).max()), 1)
-        hyp_score, hyp_index, hyp_valid = hyp_score[:, :k], hyp_index[:, :k], hyp_valid[:, :k]
-        hyp_label = hyp_lab_all.gather(1, hyp_index)
-        hyp_boxes = boxes.gather(1, hyp_index[..., None].expand(-1, -1, 4))
-
-        # Pairs: each row lists the valid hypotheses its box touches, then the dustbin. Only
-        # they may take its mass (the hard column marginal would otherwise fill small columns
-        # with far-away confident rows), so every other cost is computed per listed pair.
-        iou, iomin = pairwise_iou_iomin(boxes, hyp_boxes)  # [B, N, K]: the only O(N K) step
-        touch = (iou > 0) & hyp_valid[:, None, :] & valid[:, :, None]
-        count = touch.sum(dim=2)
-        r = int(count.max())
-        _, idx = touch.to(boxes.dtype).topk(r, dim=2)  # [B, N, r], touched ones first
-        used = torch.arange(r, device=boxes.device) < count[..., None]
-        flat = idx.reshape(bsz, n * r)
-        mu = self.iomin_weight
-        overlap = (1 - mu) * iou.gather(2, idx) + mu * iomin.gather(2, idx)
-        label = hyp_label.gather(1, flat).view(bsz, n, r)
-        agree = (scores_o2m.gather(2, label) / row_p.clamp(min=_P_EPS)[..., None]).clamp(max=1.0)
-        m_c = mass.clamp(_P_EPS, 1 - _P_EPS)
-        real = (
-            self.alpha * -m_c.log()[..., None]
-            + self.gamma * (1.0 - overlap)
-            + self.delta * (1.0 - agree)
-        )
-        if embed is not None and embed.shape[-1] > 0:
-            f = F.normalize(embed, dim=-1)
-            f_hyp = f.gather(1, hyp_index[..., None].expand(-1, -1, f.shape[-1]))
-            cos = (f @ f_hyp.transpose(1, 2)).gather(2, idx)
-            real = real + self.beta * (1.0 - cos) / 2.0
-        real = torch.where(used, real, torch.full_like(real, float("inf")))
-        background = self.alpha * -(1 - m_c).log() + self.match_cost  # [B, N]
-
-        h = torch.where(hyp_valid, hyp_score, torch.zeros_like(hyp_score))
-        prior = torch.where(used, overlap * agree * h.gather(1, flat).view(bsz, n, r), 0.0)
-        resp = prior / (1.0 + prior.sum(dim=2, keepdim=True))
-        capacity = torch.zeros_like(h).scatter_add(1, flat, (mass[..., None] * resp).view(bsz, -1))
-        # Masses normalised to total 1, so ``tol`` is relative; the plan is scaled back.
-        total = mass.sum(dim=1, keepdim=True).clamp(min=_TINY)
-        bin_mass = (total - capacity.sum(dim=1, keepdim=True)).clamp(min=0)
-        cost = torch.cat([real, background[..., None]], dim=2)  # [B, N, r + 1]
-        index = torch.cat([idx, idx.new_full((bsz, n, 1), k)], dim=2)
-        res = self._transport(
-            cost,
-            index,
-            mass / total,
-            torch.cat([capacity, bin_mass], dim=1) / total,
-            valid,
-            torch.cat([hyp_valid, torch.ones_like(valid[:, :1])], dim=1),
-        )
-        plan = torch.zeros(bsz, n, k + 1, dtype=cost.dtype, device=cost.device)
-        return Matching(
-            plan=plan.scatter(2, index, res.plan * total[..., None]),
-            pair_cost=cost,
-            pair_index=index,
-            hyp_index=hyp_index,
-            hyp_valid=hyp_valid,
-            hyp_score=hyp_score,
-            hyp_label=hyp_label,
-            row_mass=mass,
-            capacity=capacity,
-            iterations=res.iterations,
-            marginal_error=res.marginal_error,
+        """Hypotheses and transport plan (:func:`~fabricnms.model.dnms_match.match_hypotheses`);
+        args as in :meth:`forward`, ``N >= 1``."""
+        return match_hypotheses(
+            self.match_settings, boxes, scores_o2m, scores_o2o, quality, embed, valid
         )
 
-    def _transport(
-        self,
-        cost: Tensor,
-        index: Tensor,
-        row_mass: Tensor,
-        col_mass: Tensor,
-        row_valid: Tensor,
-        col_valid: Tensor,
-    ) -> SinkhornResult:
-        """Sinkhorn on the listed pairs ``cost [B, N, R]`` at columns ``index [B, N, R]``.
-
-        Sparse when the rows list at most ``sparse_ratio`` of the ``K + 1`` columns (a large
-        frame: each row touches a few hypotheses), dense otherwise (a small frame full of
-        overlapping candidates, where the dense reductions are faster). Same plan either way,
-        returned per pair: ``[B, N, R]``.
-        """
-        m = col_mass.shape[1]
-        args = (row_mass, col_mass, self.eps, self.iters, self.tol, row_valid, col_valid, 5)
-        if cost.shape[2] <= self.sparse_ratio * m:
-            return sinkhorn_solve_sparse(cost, index, *args)
-        dense = torch.full(
-            (*cost.shape[:2], m), float("inf"), dtype=cost.dtype, device=cost.device
-        ).scatter(2, index, cost)
-        res = sinkhorn_solve(dense, *args)
-        return SinkhornResult(res.plan.gather(2, index), res.iterations, res.marginal_error)
-
-    @staticmethod
-    def _class_at(scores: Tensor, labels: Tensor) -> Tensor:
-        """``scores [B, N, C]`` at each column's class ``labels [B, K]`` -> ``[B, N, K]``."""
-        return scores.gather(2, labels[:, None, :].expand(-1, scores.shape[1], -1))
-
-    # ------------------------------------------------------------------ fusion
-    def fuse(
-        self,
-        plan: Tensor,
-        boxes: Tensor,
-        start: Tensor,
-        quality: Tensor,
-    ) -> Tensor:
-        """Robust plan- and quality-weighted fusion of the rows' boxes.
-
-        Args:
-            plan: ``[B, N, K]`` row-to-hypothesis mass. boxes: ``[B, N, 4]`` row boxes.
-            start: ``[B, K, 4]`` initial estimate (the hypothesis boxes). quality: ``[B, N]``.
-
-        Returns:
-            ``[B, K, 4]`` fused xyxy boxes (``start`` where a column has no mass).
-        """
-        weight, rows = self._heaviest_rows(plan, quality, boxes)
-        weight = weight[..., None]
-        center = start
-        for _ in range(self.fuse_steps):
-            wh = (center[..., 2:] - center[..., :2]).clamp(min=1.0)
-            scale = self.fuse_sigma * torch.cat([wh, wh], dim=-1)[:, None]  # [B, 1, K, 4]
-            # Clamped so the weights never go subnormal (orders of magnitude slower on CPU).
-            z = (0.5 * ((rows - center[:, None]) / scale) ** 2).clamp(max=60.0)
-            w = weight * torch.exp(-z)
-            center = ((w * rows).sum(1) + _TINY * center) / (w.sum(1) + _TINY)
-        return center
-
-    def fuse_coeffs(self, plan: Tensor, coeffs: Tensor, start: Tensor, quality: Tensor) -> Tensor:
-        """Mask coefficients of each column: the mean of its rows' ``coeffs [B, N, P]`` weighted
-        by ``plan x quality``, over the same ``fuse_rows`` heaviest rows as :meth:`fuse` (the
-        boxes' robust per-coordinate re-weighting is geometric and left out).
-
-        ``start [B, K, P]`` (the hypotheses' own coefficients) stands where a column has no mass.
-        Returns ``[B, K, P]``.
-        """
-        weight, rows = self._heaviest_rows(plan, quality, coeffs)  # [B, T, K], [B, T, K, P]
-        total = (weight[..., None] * rows).sum(1) + _TINY * start
-        return total / (weight.sum(1)[..., None] + _TINY)
-
-    def _heaviest_rows(
-        self, plan: Tensor, quality: Tensor, values: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Each column's ``fuse_rows`` heaviest rows by ``plan x quality`` (``O(T K)``, not
-        ``O(N K)``): weights ``[B, T, K]`` and the rows' ``values [B, N, F]`` as ``[B, T, K, F]``.
-        """
-        bsz, n, kk = plan.shape
-        weight, idx = (plan * quality[..., None]).topk(min(self.fuse_rows, n), dim=1)
-        t, f = idx.shape[1], values.shape[-1]
-        rows = values.gather(1, idx.reshape(bsz, t * kk, 1).expand(-1, -1, f))
-        return weight, rows.reshape(bsz, t, kk, f)
-
-    def score(self, plan: Tensor, h: Tensor, u_mass: Tensor) -> tuple[Tensor, Tensor]:
-        """Detection confidence ``[B, K]`` and support (received row mass) ``[B, K]``.
-
-        ``plan [B, N, K]`` in mass units; ``h [B, K]`` the one-to-one evidence of each column
-        (see :meth:`collected_o2o`); ``u_mass [B, K]`` the plan-weighted sum of the rows'
-        ``sqrt(o2m prob of the column's class * quality)`` (see :meth:`column_labels`).
-        """
-        support = plan.sum(dim=1)
-        u = u_mass / support.clamp(min=_TINY)
-        w = self.score_power
-        return h.clamp(_TINY, 1) ** (1 - w) * u.clamp(_TINY, 1) ** w, support
-
-    def collected_o2o(
-        self, plan: Tensor, scores_o2o: Tensor, row_mass: Tensor, labels: Tensor
-    ) -> Tensor:
-        """``[B, K]`` one-to-one probability mass column ``j`` collects, capped at 1:
-        ``sum_i (P_ij / m_i) o2o_i(c_j)`` (``P`` ``[B, N, K]`` in mass units, so ``P_ij / m_i``
-        is the share of row ``i`` that went to ``j``; ``row_mass [B, N]`` the ``m_i``;
-        ``labels [B, K]`` the ``c_j``)."""
-        share = plan / row_mass.clamp(min=_TINY)[..., None]
-        return (share * self._class_at(scores_o2o, labels)).sum(dim=1).clamp(max=1.0)
-
-    @staticmethod
-    def column_labels(plan: Tensor, evidence: Tensor, fallback: Tensor) -> tuple[Tensor, Tensor]:
-        """Class of each column ``[B, K]``: the class its rows support most,
-        ``argmax_c sum_i P_ij e_i(c)`` with ``e_i(c) = sqrt(o2m_i(c) q_i)`` (``evidence
-        [B, N, C]``, ``plan [B, N, K]``); ``fallback [B, K]`` (the hypotheses' o2o classes)
-        where a column received no rows. Also returns that support ``sum_i P_ij e_i(c_j)``
-        ``[B, K]`` (0 for an empty column), the ``u_mass`` of :meth:`score`.
-
-        The one-to-one branch picks *where* the hypotheses are; what they are is decided by all
-        the rows the plan gives them, so a 1000-px warp line is classified by the evidence
-        along its whole length, not by the one location that seeded it (the o2o class scores
-        of a long line are spread thin over its plan rows and nearly flat across the classes).
-        """
-        best, label = torch.einsum("bnk,bnc->bkc", plan, evidence).max(dim=2)
-        return torch.where(best > 0, label, fallback), best
+    def extra_repr(self) -> str:
+        return (
+            f"alpha={self.alpha}, beta={self.beta}, gamma={self.gamma}, delta={self.delta}, "
+            f"eps={self.eps}, iters={self.iters}, tol={self.tol}, hyp_floor={self.hyp_floor}, "
+            f"max_hyp={self.max_hyp}"
+        )
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -440,7 +240,8 @@ class DifferentiableNMS(nn.Module):
             One :class:`Detections` per image (0-based labels, scores in [0, 1], variable
             length); ``extra`` holds ``support`` (plan mass the detection received),
             ``index`` (row index of its hypothesis) and, with ``coeffs``, ``mask_coeffs``
-            ``[K, P]`` fused by :meth:`fuse_coeffs` over the same final plan as the boxes.
+            ``[K, P]`` fused by :func:`~fabricnms.model.dnms_fusion.fuse_coeffs` over the same
+            final plan as the boxes.
             Boxes and scores are differentiable with respect to boxes, both score tensors,
             quality and embeddings.
         """
@@ -451,14 +252,15 @@ class DifferentiableNMS(nn.Module):
         m = self.match(boxes, scores_o2m, scores_o2o, quality, embed, valid)
         kk = m.hyp_index.shape[1]
         plan = m.plan[..., :kk]
-        q = _quality(scores_o2m, quality)
+        q = row_quality(scores_o2m, quality)
         evidence = (scores_o2m * q[..., None]).clamp(min=0).sqrt()  # [B, N, C]
         hyp_boxes = boxes.gather(1, m.hyp_index[..., None].expand(-1, -1, 4))
-        fused = self.fuse(plan, boxes, hyp_boxes, q)
-        labels, u_mass = self.column_labels(plan, evidence, m.hyp_label)
+        fs = self.fusion_settings
+        fused = fuse(fs, plan, boxes, hyp_boxes, q)
+        labels, u_mass = column_labels(plan, evidence, m.hyp_label)
         own = scores_o2o.gather(1, m.hyp_index[..., None].expand(-1, -1, scores_o2o.shape[-1]))
-        score, support = self.score(plan, own.gather(2, labels[..., None])[..., 0], u_mass)
-        alive = m.hyp_valid & (support > _TINY)
+        score, support = column_score(fs, plan, own.gather(2, labels[..., None])[..., 0], u_mass)
+        alive = m.hyp_valid & (support > TINY)
 
         # Merge in score order (mapped back to the columns' own order); survivors take over
         # their members' rows and are labelled, fused and scored again on the summed columns.
@@ -491,15 +293,15 @@ class DifferentiableNMS(nn.Module):
             merged, span = unsort(s_merged, sort4), unsort(s_span, sort4)
             line, alive = unsort(s_line, order), survivor
             plan = torch.zeros_like(plan).scatter_add(2, owner[:, None, :].expand(-1, n, -1), plan)
-            fused = line_span(self.fuse(plan, boxes, merged, q), span, line)
-            labels, u_mass = self.column_labels(plan, evidence, m.hyp_label)
-            h = self.collected_o2o(plan, scores_o2o, m.row_mass, labels)
-            score, support = self.score(plan, h, u_mass)
+            fused = line_span(fuse(fs, plan, boxes, merged, q), span, line)
+            labels, u_mass = column_labels(plan, evidence, m.hyp_label)
+            h = collected_o2o(plan, scores_o2o, m.row_mass, labels)
+            score, support = column_score(fs, plan, h, u_mass)
         survivor = alive
         extra = {"support": support, "index": m.hyp_index}
         if coeffs is not None:
             start = coeffs.gather(1, m.hyp_index[..., None].expand(-1, -1, coeffs.shape[-1]))
-            extra["mask_coeffs"] = self.fuse_coeffs(plan, coeffs, start, q)
+            extra["mask_coeffs"] = fuse_coeffs(fs, plan, coeffs, start, q)
         rank = torch.where(survivor, score, torch.full_like(score, -1.0))
         rank = rank.argsort(dim=1, descending=True, stable=True)
         out = []
@@ -514,11 +316,6 @@ class DifferentiableNMS(nn.Module):
                 )
             )
         return out
-
-
-def _quality(scores_o2m: Tensor, quality: Tensor | None) -> Tensor:
-    """``[B, N]`` IoU-quality, or the best o2m class probability where none is given."""
-    return scores_o2m.amax(dim=-1) if quality is None else quality
 
 
 def _check_inputs(
