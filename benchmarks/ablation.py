@@ -21,7 +21,6 @@ Candidates are stored in float16 (boxes float32): every method reads the same nu
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import time
@@ -74,26 +73,29 @@ def cache(args: argparse.Namespace) -> None:
 
 @dataclass(frozen=True)
 class Method:
-    """A postprocess and its knob grid (every combination is tried on the selection seed)."""
+    """A postprocess and the knob settings tried on the selection seed (a short list, not a
+    full grid: every setting costs one pass over the selection frames on a shared CPU)."""
 
     name: str
-    grid: dict[str, tuple[Any, ...]]
-
-    def configs(self) -> list[dict[str, Any]]:
-        keys = list(self.grid)
-        return [dict(zip(keys, v, strict=True)) for v in itertools.product(*self.grid.values())]
+    configs: tuple[dict[str, Any], ...] = ({},)
 
 
-_GREEDY = {"iou": (0.5, 0.6, 0.7), "top_classes": (1, 3), "vote_iou": (0.0, 0.6)}
-_SOFT = {"sigma": (0.3, 0.5, 1.0), "top_classes": (1, 3)}
+_GREEDY = (
+    {"iou": 0.5, "top_classes": 1},
+    {"iou": 0.5, "top_classes": 3},
+    {"iou": 0.5, "top_classes": 3, "vote_iou": 0.6},
+    {"iou": 0.6, "top_classes": 3, "vote_iou": 0.6},
+    {"iou": 0.5, "top_classes": 1, "agnostic": True},
+)
+_SOFT = ({"top_classes": 1}, {"top_classes": 3})
 METHODS = (
-    Method("none", {}),
-    Method("greedy", {**_GREEDY, "agnostic": (False, True)}),
-    Method("soft", {**_SOFT, "agnostic": (False, True)}),
-    Method("greedy+merge", _GREEDY),
+    Method("none"),
+    Method("greedy", _GREEDY),
+    Method("soft", _SOFT),
+    Method("greedy+merge", _GREEDY[1:4]),
     Method("soft+merge", _SOFT),
-    Method("dnms-no-merge", {"match_cost": (1.0, 1.5, 2.0)}),
-    Method("dnms", {"match_cost": (1.0, 1.5, 2.0), "dup_overlap": (0.4, 0.5, 0.6)}),
+    Method("dnms-no-merge", ({"match_cost": 1.5}, {"match_cost": 2.0})),
+    Method("dnms", ({"match_cost": 1.5}, {"match_cost": 2.0})),
 )
 _DNMS_KNOBS = ("match_cost", "dup_overlap")
 
@@ -120,7 +122,8 @@ class Cache:
 
 
 def detect(cache: Cache, method: str, knobs: dict[str, Any]) -> list[Any]:
-    """Detections of every cached frame (conf 0.001, 300 per frame, clipped to the frame)."""
+    """Detections of every cached frame (conf 0.001, the 100 best per frame as COCO AP counts
+    them, clipped to the frame)."""
     dnms_kw = {k: v for k, v in knobs.items() if k in _DNMS_KNOBS}
     nms_kw = {k: v for k, v in knobs.items() if k not in _DNMS_KNOBS}
     dnms = DifferentiableNMS(**dnms_kw) if method.startswith("dnms") else None
@@ -128,7 +131,7 @@ def detect(cache: Cache, method: str, knobs: dict[str, Any]) -> list[Any]:
     out = []
     with torch.inference_mode():
         for cand, (w, h) in zip(cache.cands, cache.sizes, strict=True):
-            det = suppress([cand], method, 0.001, 300, dnms=dnms, nms=settings)[0]
+            det = suppress([cand], method, 0.001, 100, dnms=dnms, nms=settings)[0]
             out.append(clip_detections(det, w, h))
     return out
 
@@ -157,7 +160,7 @@ def measure(cache: Cache, dets: list[Any], acc_conf: float) -> dict[str, float]:
 def choose(select: Cache, m: Method) -> dict[str, Any]:
     """The knobs with the best COCO AP on the selection cache, and that run's threshold."""
     best: dict[str, Any] = {}
-    for knobs in m.configs():
+    for knobs in m.configs:
         dets = detect(select, m.name, knobs)
         t = best_threshold(select, dets)
         ap = measure(select, dets, t)["AP"]
@@ -192,12 +195,22 @@ def run(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         per_seed = [measure(c, detect(c, m.name, knobs), thr) for c in tests]
         frames = sum(len(c.frames) for c in tests)
-        ms = 1000 * (time.perf_counter() - start) / frames
+        ms = 1000 * (time.perf_counter() - start) / max(frames, 1)
         rows.append({"method": m.name, "knobs": knobs, "acc_conf": thr, "seeds": per_seed})
         print(f"test {m.name}: {per_seed} ({ms:.0f} ms/frame incl. scoring)", file=sys.stderr)
-    print_table(rows, len(tests))
     if args.out:
         args.out.write_text(json.dumps({"select": str(args.select), "rows": rows}, indent=1))
+    if rows and tests:
+        print_table(rows, len(tests))
+
+
+def table(args: argparse.Namespace) -> None:
+    """One table from several ``run --out`` files (test seeds run separately, same choices)."""
+    runs = [json.loads(p.read_text())["rows"] for p in args.runs]
+    rows = [
+        {**r, "seeds": [s for run in runs for s in run[i]["seeds"]]} for i, r in enumerate(runs[0])
+    ]
+    print_table(rows, len(rows[0]["seeds"]))
 
 
 def print_table(rows: list[dict[str, Any]], seeds: int) -> None:
@@ -231,11 +244,10 @@ def main() -> None:
     r.add_argument("--methods", nargs="*", default=[], help="only these methods")
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--out", type=Path, help="also write the rows as JSON")
+    t = sub.add_parser("table", help="one table from several run --out files")
+    t.add_argument("runs", type=Path, nargs="+")
     args = parser.parse_args()
-    if args.cmd == "cache":
-        cache(args)
-    else:
-        run(args)
+    {"cache": cache, "run": run, "table": table}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,17 @@ Peak memory: growth of the process's peak resident set (``ru_maxrss``) during th
 (warm-up) run, measured in a fresh subprocess per cell so earlier cells do not mask it. (Torch's
 CPU allocator bypasses ``tracemalloc``, and the profiler reports no CPU peak.)
 
+The ``opencv`` row is ``cv2.dnn.NMSBoxesBatched`` alone (best class per candidate, IoU 0.5,
+no ``top_k``) on the same candidates: the floor any suppression is compared with, side by side
+in the same process. ``--cache FILE`` (a cache of :mod:`benchmarks.ablation`) times instead the
+real candidate sets of detector frames (about 3,000 per 2446 x 1000 frame): median and range
+over the cached frames.
+
 If ``fabricnms.model.detector.Detector`` is importable, the detector forward on one 1024 x 1024
 image is timed too, for scale. Usage:
-``python benchmarks/bench_nms.py [--repeats 20] [--o2o noisy] [--threads 1]``. On a machine
-shared with other jobs, use ``--threads 1``: OpenMP threads that wait for busy cores make every
-small op 10-100x slower.
+``python benchmarks/bench_nms.py [--repeats 20] [--o2o noisy] [--threads 1] [--cache C.pt]``.
+On a machine shared with other jobs, use ``--threads 1``: OpenMP threads that wait for busy
+cores make every small op 10-100x slower.
 """
 
 from __future__ import annotations
@@ -42,7 +48,9 @@ def _rows(o2o: str) -> list[tuple[str, str, str, int]]:
     """Table rows: (label, method, o2o flavour, DNMS max_hyp)."""
     return [
         ("dnms", "dnms", o2o, 100),
+        ("opencv NMSBoxesBatched", "opencv", o2o, 100),
         ("greedy", "greedy", o2o, 100),
+        ("greedy+merge", "greedy+merge", o2o, 100),
         ("soft", "soft", o2o, 100),
         ("dnms many hypotheses K<=100", "dnms", "untrained", 100),
         ("dnms many hypotheses K<=300", "dnms", "untrained", 300),
@@ -82,27 +90,75 @@ def _cell(method: str, n: int, o2o: str, max_hyp: int, side: int, repeats: int) 
     import torch
 
     from fabricnms.model.dnms import DifferentiableNMS
-    from fabricnms.model.postprocess import suppress
 
     torch.manual_seed(0)
     cands = [_candidates(n, o2o, side)]
-    dnms = DifferentiableNMS(max_hyp=max_hyp)
+    run = _runner(method, DifferentiableNMS(max_hyp=max_hyp))
     with torch.no_grad():
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        dets = suppress(cands, method=method, conf=0.001, dnms=dnms)
+        dets = run(cands[0])
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            suppress(cands, method=method, conf=0.001, dnms=dnms)
+            run(cands[0])
             times.append(time.perf_counter() - t0)
     return {
         "n": len(cands[0]),
         "ms": 1000 * statistics.median(times),
         "min_ms": 1000 * min(times),
         "peak_mb": peak_kb / 1024,
-        "dets": len(dets[0]),
+        "dets": dets,
     }
+
+
+def _runner(method: str, dnms):
+    """``candidates -> detection count`` for a method of ``suppress`` or ``"opencv"``."""
+    import cv2
+    import numpy as np
+
+    from fabricnms.model.boxes import xyxy_to_xywh
+    from fabricnms.model.postprocess import suppress
+
+    def opencv(c) -> int:
+        score, label = (c.scores_o2m * c.quality[:, None]).sqrt().max(dim=1)
+        xywh = xyxy_to_xywh(c.boxes).double().numpy()
+        keep = cv2.dnn.NMSBoxesBatched(
+            xywh, score.numpy(), label.numpy().astype(np.int32), 0.001, 0.5
+        )
+        return len(keep)
+
+    def other(c) -> int:
+        return len(suppress([c], method=method, conf=0.001, dnms=dnms)[0])
+
+    return opencv if method == "opencv" else other
+
+
+def _real_frames(path: str, repeats: int) -> None:
+    """Median (min-max) ms per real cached frame of each method, one process, side by side."""
+    import torch
+
+    from fabricnms.model.dnms import DifferentiableNMS
+    from fabricnms.model.postprocess import Candidates
+
+    blob = torch.load(path, weights_only=False)
+    keys = ("scores_o2o", "scores_o2m", "quality", "embed")
+    frames = [
+        Candidates(boxes=r["boxes"], **{k: r[k].float() for k in keys}) for r in blob["cands"]
+    ][: max(repeats, 5)]
+    sizes = sorted(len(c) for c in frames)
+    print(f"{path}: {len(frames)} real frames, N = {sizes[0]}-{sizes[-1]} candidates")
+    for method in ("dnms", "opencv", "greedy", "greedy+merge"):
+        run = _runner(method, DifferentiableNMS())
+        times = []
+        with torch.no_grad():
+            run(frames[0])
+            for c in frames:
+                t0 = time.perf_counter()
+                run(c)
+                times.append(1000 * (time.perf_counter() - t0))
+        med = statistics.median(times)
+        print(f"{method:<28}{med:>10.2f} ms median ({min(times):.2f}-{max(times):.2f})")
 
 
 def _detector_ms(repeats: int) -> str:
@@ -139,6 +195,7 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)"
     )
+    parser.add_argument("--cache", help="time real cached frames (benchmarks/ablation.py)")
     parser.add_argument("--cell", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -152,6 +209,10 @@ def main() -> None:
 
     import torch
 
+    if args.cache:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        _real_frames(args.cache, args.repeats)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, o2o={args.o2o}")
     print("latency: median (min) ms, no_grad; peak: ru_maxrss growth of the first call, MB")
     print(f"{'method':<28}" + "".join(f"{'N=' + str(n):>30}" for n in SIZES))
@@ -162,7 +223,7 @@ def main() -> None:
             row += f"{cell['ms']:>10.2f} ({cell['min_ms']:.2f}) ms {cell['peak_mb']:>6.1f} MB"
         print(row)
     tiny = []
-    for method in ("dnms", "greedy"):
+    for method in ("dnms", "opencv", "greedy"):
         cell = _run_cell(args, method, TINY_N, "untrained", 100, TINY)
         tiny.append(f"{method} {cell['ms']:.2f} ({cell['min_ms']:.2f}) ms, {cell['dets']} dets")
     print(f"tiny {TINY}x{TINY} frame, N={TINY_N}, untrained o2o: " + "; ".join(tiny))
