@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 from fabricnms.cli import app
 from fabricnms.data.classes import CATEGORIES, RAW_BY_NAME, RAW_CLASSES
 from fabricnms.data.synth import ReleaseOptions, render_frame, write_release
+from fabricnms.data.synth_box_table import FRAMES_PER_BOX_COUNT, RAW_BOXES
 from fabricnms.data.synth_priors import (
-    loose_box,
+    ABSENT_NAME_BOXES,
     parse_classes,
     raw_name_weights,
     sample_box_count,
@@ -193,15 +194,17 @@ def test_normal_fraction_is_exact(tmp_path: Path, fraction: float) -> None:
 def test_class_and_count_priors() -> None:
     rng = np.random.default_rng(0)
     names = sample_raw_names(rng, 40000)
-    cats = Counter(RAW_BY_NAME[n].category_id for n in names)
-    total = sum(c.box_prior for c in CATEGORIES)
-    for c in CATEGORIES:
-        assert abs(cats[c.id] / 40000 - c.box_prior / total) < 0.006
     raws = Counter(names)
+    known = sum(n for n in RAW_BOXES.values())
+    total = known + ABSENT_NAME_BOXES * sum(1 for n in RAW_BOXES.values() if n == 0)
+    for raw, n in RAW_BOXES.items():  # each name as often as it has real boxes
+        assert abs(raws[raw] / 40000 - (n or ABSENT_NAME_BOXES) / total) < 0.006
     for rare in ("色差档", "云织", "双经", "跳纱", "纬纱不良"):
         assert raws[rare] < raws["结头"] / 20
     counts = [sample_box_count(rng) for _ in range(20000)]
-    assert abs(np.mean(counts) - 1.64) < 0.04 and min(counts) == 1 and max(counts) >= 4
+    real = np.arange(1, len(FRAMES_PER_BOX_COUNT) + 1) @ np.asarray(FRAMES_PER_BOX_COUNT)
+    assert abs(np.mean(counts) - real / sum(FRAMES_PER_BOX_COUNT)) < 0.04  # 1.67 boxes
+    assert min(counts) == 1 and max(counts) >= 6
     assert set(raw_name_weights([4])) == {"结头"}
 
 
@@ -213,22 +216,6 @@ def test_uniform_class_prior_draws_every_category_alike() -> None:
         assert abs(cats[c.id] / 40000 - 1 / 20) < 0.006
     with pytest.raises(FabricError, match="class prior"):
         raw_name_weights(prior="flat")
-
-
-def test_loose_boxes_are_padded_asymmetrically() -> None:
-    rng = np.random.default_rng(1)
-    grow, left_share = [], []
-    for _ in range(500):
-        tight = (500.0, 400.0, 500.0 + rng.uniform(60, 200), 400.0 + rng.uniform(60, 200))
-        box = loose_box(rng, tight, 2446, 1000)
-        assert box[0] <= tight[0] and box[2] >= tight[2] and box[1] <= tight[1]
-        w = tight[2] - tight[0]
-        grow.append((box[2] - box[0]) / w - 1.0)
-        left_share.append((tight[0] - box[0]) / (box[2] - box[0] - w))
-    assert min(grow) >= 0.095 and max(grow) <= 0.405
-    assert min(left_share) < 0.3 and max(left_share) > 0.7
-    tiny = loose_box(rng, (10.0, 10.0, 14.0, 13.0), 100, 100)
-    assert tiny[2] - tiny[0] >= 12.0 - 0.01 and tiny[3] - tiny[1] >= 12.0 - 0.01
 
 
 def test_full_size_frame_statistics() -> None:
@@ -261,6 +248,7 @@ def test_parse_classes() -> None:
         (["--normal-fraction", "1.5"], 2, "normal-fraction"),
         (["--difficulty", "extreme"], 2, "difficulty"),
         (["--layout", "spiral"], 2, "layout"),
+        (["--geometry", "cubic"], 2, "geometry"),
     ],
 )
 def test_bad_options(tmp_path: Path, args: list[str], code: int, needle: str) -> None:

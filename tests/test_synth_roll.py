@@ -151,6 +151,7 @@ def _shipped_options() -> ReleaseOptions:
         difficulty=flags["--difficulty"],
         class_prior=flags["--class-prior"],
         layout=flags["--layout"],
+        geometry=flags["--geometry"],
     )
 
 

@@ -26,6 +26,13 @@ class Layout(str, Enum):
     roll = "roll"
 
 
+class Geometry(str, Enum):
+    """Box sizes and class frequencies."""
+
+    real = "real"
+    v1 = "v1"
+
+
 class Difficulty(str, Enum):
     """Defect contrast and size."""
 
@@ -78,6 +85,15 @@ def synth(
             case_sensitive=False,
         ),
     ] = ClassPrior.tianchi,
+    geometry: Annotated[
+        Geometry,
+        typer.Option(
+            "--geometry",
+            help="real: box sizes, class and box-count frequencies measured on 2,396 real "
+            "Tianchi boxes; v1: the older hand-set ones (reproduces outputs made before).",
+            case_sensitive=False,
+        ),
+    ] = Geometry.real,
     workers: Annotated[
         int, typer.Option("--workers", "-w", help="Worker processes (output is identical).", min=1)
     ] = 1,
@@ -113,6 +129,7 @@ def synth(
         masks=masks,
         class_prior=class_prior.value,
         layout=layout.value,
+        geometry=geometry.value,
     )
     validate_options(options)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn

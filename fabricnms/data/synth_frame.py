@@ -13,15 +13,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fabricnms.data.classes import CATEGORY_BY_ID, RAW_BY_NAME
-from fabricnms.data.defects import RECIPES, Sizer
+from fabricnms.data.defects import RECIPES
 from fabricnms.data.synth_canvas import Box, Canvas
-from fabricnms.data.synth_priors import difficulty as difficulty_level
+from fabricnms.data.synth_geometry import annotation_box, plan_defects
+from fabricnms.data.synth_geometry_v1 import loose_box, plan_defects_v1
 from fabricnms.data.synth_priors import (
-    loose_box,
+    Difficulty,
     raw_name_weights,
     sample_box_count,
     sample_raw_names,
 )
+from fabricnms.data.synth_priors import difficulty as difficulty_level
 from fabricnms.data.synth_scan import ScanParams, expose, sample_scan
 from fabricnms.data.texture import Fabric, FabricParams, sample_fabric
 from fabricnms.errors import FabricError
@@ -67,30 +69,6 @@ class SynthFrame:
         return int(self.image.shape[1])
 
 
-def _overlap(a: Box, b: Box) -> float:
-    """Intersection over the smaller box's area."""
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return iw * ih / max(small, 1e-6)
-
-
-def _place(
-    rng: np.random.Generator, w: float, h: float, width: int, height: int, taken: list[Box]
-) -> Box:
-    """A tight box of size ``w`` x ``h`` inside the frame, avoiding ``taken`` boxes if it can."""
-    box = (0.0, 0.0, w, h)
-    for _ in range(30):
-        x0 = float(rng.uniform(0.0, width - w))
-        y0 = float(rng.uniform(0.0, height - h))
-        box = (x0, y0, x0 + w, y0 + h)
-        if all(_overlap(box, t) < 0.1 for t in taken):
-            break
-    return box
-
-
 def _mask_box(mask: np.ndarray) -> Box:
     """Pixel-edge xyxy bounds of a non-empty ``[H, W]`` bool mask."""
     cols = np.flatnonzero(mask.any(axis=0))
@@ -110,6 +88,7 @@ def render_frame(
     class_prior: str = "tianchi",
     fabric: FabricParams | None = None,
     scan: ScanParams | None = None,
+    geometry: str = "real",
 ) -> SynthFrame:
     """Render one synthetic round-1 frame.
 
@@ -118,12 +97,15 @@ def render_frame(
         width, height: frame size in pixels (>= 64 each).
         difficulty: ``easy``, ``normal`` or ``hard`` (defect contrast and size).
         classes: allowed category ids (1..20); ``None`` = all, drawn with the class prior.
-        n_defects: number of defects; ``None`` draws 1-6 (mean 1.64), 0 gives a normal frame.
+        n_defects: number of defects; ``None`` draws as many as a real frame has (mean 1.67),
+            0 gives a normal frame.
         raw_names: exact raw Chinese names to draw (overrides ``classes`` and ``n_defects``).
         class_prior: ``tianchi`` (box frequencies of the real release) or ``uniform``.
         fabric: fabric parameters to weave; ``None`` draws them from the seed.
         scan: camera parameters; ``None`` draws them from the seed. Either way the per-frame
             shading blotches and sensor noise come from the seed.
+        geometry: ``real`` (box sizes, class and box-count frequencies measured on real
+            Tianchi boxes) or ``v1`` (the older hand-set ones, for reproducing old outputs).
 
     Returns:
         A :class:`SynthFrame` whose ``image`` is the frame before JPEG encoding.
@@ -139,39 +121,64 @@ def render_frame(
     canvas = Canvas(cloth)
 
     plan_rng = np.random.default_rng(defect_ss)
+    names = draw_names(plan_rng, raw_names, n_defects, classes, class_prior, geometry)
+    defects = paint_defects(canvas, plan_rng, defect_ss, names, level, geometry)
+    scan_rng = np.random.default_rng(scan_ss)
+    image = expose(cloth.rgb, scan or sample_scan(scan_rng, width), scan_rng)
+    return SynthFrame(seed=int(seed), image=image, defects=defects)
+
+
+def draw_names(
+    rng: np.random.Generator,
+    raw_names: Sequence[str] | None,
+    n_defects: int | None,
+    classes: Sequence[int] | None,
+    class_prior: str,
+    geometry: str = "real",
+) -> list[str]:
+    """The raw names of one frame's defects: ``raw_names`` as given (checked), else
+    ``n_defects`` (``None``: drawn like a real frame) names drawn from the class prior."""
     if raw_names is not None:
         unknown = [n for n in raw_names if n not in RECIPES]
         if unknown:
             raise FabricError(f"unknown raw defect name(s) {unknown}")
-        names = list(raw_names)
-    else:
-        if n_defects is None:
-            n_defects = sample_box_count(plan_rng)
-        raw_name_weights(classes, class_prior)  # validates the ids before drawing
-        names = sample_raw_names(plan_rng, n_defects, classes, class_prior)
-    sizer = Sizer(plan_rng, width, height, level.size)
-    taken: list[Box] = []
+        return list(raw_names)
+    raw_name_weights(classes, class_prior, geometry)  # validates the ids before drawing
+    if n_defects is None:
+        n_defects = sample_box_count(rng, geometry)
+    return sample_raw_names(rng, n_defects, classes, class_prior, geometry)
+
+
+def paint_defects(
+    canvas: Canvas,
+    plan_rng: np.random.Generator,
+    defect_ss: np.random.SeedSequence,
+    names: Sequence[str],
+    level: Difficulty,
+    geometry: str = "real",
+) -> list[SynthDefect]:
+    """Place (:func:`~fabricnms.data.synth_geometry.plan_defects`) and paint ``names`` on
+    ``canvas``; each defect paints from its own child seed of ``defect_ss``."""
+    width, height = canvas.width, canvas.height
+    planner = plan_defects_v1 if geometry == "v1" else plan_defects
+    plans = planner(plan_rng, names, width, height, level.size)
     defects: list[SynthDefect] = []
-    for name, child in zip(names, defect_ss.spawn(len(names)), strict=True):
-        recipe = RECIPES[name]
-        w, h = recipe.extent(sizer)
-        box = _place(plan_rng, w, h, width, height, taken)
-        taken.append(box)
+    for plan, child in zip(plans, defect_ss.spawn(len(plans)), strict=True):
         rng = np.random.default_rng(child)
-        win, effect = recipe.render(canvas, rng, box, level.contrast)
+        win, effect = RECIPES[plan.raw_name](canvas, rng, plan.tight, level.contrast)
         local = effect >= 0.5
         if not local.any():  # a recipe drew only faint pixels: keep its strongest ones
             peak = float(effect.max())
             if peak <= 0.0:
-                raise RuntimeError(f"defect recipe {name} drew nothing in {box}")
+                raise RuntimeError(f"defect recipe {plan.raw_name} drew nothing in {plan.tight}")
             local = effect >= 0.5 * peak
         mask = np.zeros((height, width), bool)
         mask[win.ys, win.xs] = local
         tight = _mask_box(mask)
-        raw = RAW_BY_NAME[name]
-        defects.append(
-            SynthDefect(name, raw.category_id, loose_box(rng, tight, width, height), tight, mask)
-        )
-    scan_rng = np.random.default_rng(scan_ss)
-    image = expose(cloth.rgb, scan or sample_scan(scan_rng, width), scan_rng)
-    return SynthFrame(seed=int(seed), image=image, defects=defects)
+        if geometry == "v1":
+            box = loose_box(rng, tight, width, height)
+        else:
+            box = annotation_box(plan.box, tight, width, height)
+        cat = RAW_BY_NAME[plan.raw_name].category_id
+        defects.append(SynthDefect(plan.raw_name, cat, box, tight, mask))
+    return defects

@@ -79,6 +79,7 @@ class ReleaseSummary:
             "classes": list(opts.classes) if opts.classes is not None else None,
             "difficulty": opts.difficulty,
             "class_prior": opts.class_prior,
+            "geometry": opts.geometry,
             "masks": opts.masks,
             "workers": self.workers,
             "seconds": round(self.seconds, 2),
@@ -177,6 +178,7 @@ def _readme(summary: ReleaseSummary) -> str:
         f"| classes | {classes} |",
         f"| difficulty | {opts.difficulty} |",
         f"| class prior | {opts.class_prior} |",
+        f"| box geometry | {opts.geometry} |",
         f"| masks | {'yes (Annotations/masks.json)' if opts.masks else 'no'} |",
         "",
         f"Frames: {summary.frames} ({summary.defect_frames} defect, "

@@ -37,6 +37,7 @@ class ReleaseOptions:
     masks: bool = False
     class_prior: str = "tianchi"
     layout: str = "release"
+    geometry: str = "real"
 
 
 def frame_seed(seed: int, index: int) -> int:
@@ -103,6 +104,7 @@ def layout_frame(options: ReleaseOptions, index: int, normal: bool) -> SynthFram
         class_prior=options.class_prior,
         fabric=fabric,
         scan=scan,
+        geometry=options.geometry,
     )
 
 
@@ -121,4 +123,4 @@ def validate_options(options: ReleaseOptions) -> None:
     if not 0.0 <= options.normal_fraction <= 1.0:
         raise FabricError(f"normal fraction must be in [0, 1], got {options.normal_fraction}")
     difficulty_level(options.difficulty)
-    raw_name_weights(options.classes, options.class_prior)
+    raw_name_weights(options.classes, options.class_prior, options.geometry)

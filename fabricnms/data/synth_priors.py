@@ -1,9 +1,10 @@
-"""Priors of the synthetic release: which defects, how many per frame, how loosely boxed.
+"""Priors of the synthetic release: which defects, and how many per frame.
 
-Category frequencies are the train1 partA box counts (:data:`fabricnms.data.classes.CATEGORIES`
-``box_prior``); inside a merged category the raw names get the shares below **[assumption]**:
-no per-name table is published, and the six names missing from the early 20190809 release
-(整经结, 色差档, 云织, 双经, 跳纱, 纬纱不良) are kept rare where their category allows it.
+Both come from the real Tianchi round-1 box table (:mod:`fabricnms.data.synth_box_table`,
+2,396 boxes of 1,435 frames of the 20190809 release): a raw name is drawn as often as it has
+real boxes, and a defect frame holds as many boxes as a real frame drawn at random. The six
+names that release lacks (整经结, 色差档, 云织, 双经, 跳纱, 纬纱不良) get
+:data:`ABSENT_NAME_BOXES` boxes each **[assumption]**, so that every category can be drawn.
 Category ids are 1-based (1..20) everywhere in this module.
 """
 
@@ -15,11 +16,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from fabricnms.data.classes import CATEGORIES, CATEGORY_BY_ID, CATEGORY_BY_NAME, RAW_CLASSES
-from fabricnms.data.synth_canvas import Box
+from fabricnms.data.synth_box_table import FRAMES_PER_BOX_COUNT, RAW_BOXES
 from fabricnms.errors import FabricError
 
-#: Share of each raw name inside its category (names alone in their category get 1.0).
-RAW_SHARES: dict[str, float] = {
+#: Boxes a raw name absent from the real table counts as (~0.4 % of all boxes each).
+ABSENT_NAME_BOXES = 10
+
+#: Box geometries (:mod:`~fabricnms.data.synth_geometry`): ``real`` (measured) or ``v1``.
+GEOMETRIES: tuple[str, ...] = ("real", "v1")
+
+#: ``v1`` only: share of each raw name inside its category (alone in its category: 1.0); the
+#: category weighs its train1 partA box count (``Category.box_prior``).
+RAW_SHARES_V1: dict[str, float] = {
     "水渍": 0.3,
     "油渍": 0.35,
     "污渍": 0.35,
@@ -40,9 +48,14 @@ RAW_SHARES: dict[str, float] = {
     "筘路": 0.17,
     "纬纱不良": 0.07,
 }
+#: ``v1`` only: P(k boxes | defect frame) for k = 1..6 (mean 1.64).
+BOXES_PER_FRAME_V1: tuple[float, ...] = (0.57, 0.29, 0.095, 0.03, 0.01, 0.005)
 
-#: P(k boxes | defect frame) for k = 1..6: mean 1.64, long tail (train1 partA: 1.64).
-BOXES_PER_FRAME: tuple[float, ...] = (0.57, 0.29, 0.095, 0.03, 0.01, 0.005)
+
+def check_geometry_name(geometry: str) -> None:
+    """Raise :class:`FabricError` unless ``geometry`` is one of :data:`GEOMETRIES`."""
+    if geometry not in GEOMETRIES:
+        raise FabricError(f"unknown geometry {geometry!r}; expected one of {', '.join(GEOMETRIES)}")
 
 
 @dataclass(frozen=True)
@@ -93,13 +106,15 @@ CLASS_PRIORS: tuple[str, ...] = ("tianchi", "uniform")
 
 
 def raw_name_weights(
-    classes: Sequence[int] | None = None, prior: str = "tianchi"
+    classes: Sequence[int] | None = None, prior: str = "tianchi", geometry: str = "real"
 ) -> dict[str, float]:
     """Probability of each raw name for one box, restricted to category ids ``classes``.
 
-    ``prior`` ``"tianchi"`` weights a category by its train1 box count; ``"uniform"`` gives every
-    allowed category the same weight (raw names keep their shares inside it), which a training
-    set for all 20 categories wants: the rarest Tianchi category is ~60x rarer than the commonest.
+    Inside a category a raw name weighs its real box count (or :data:`ABSENT_NAME_BOXES`).
+    ``prior`` ``"tianchi"`` weights a category by the sum of its names' counts, as the real
+    table does; ``"uniform"`` gives every allowed category the same weight, which a training
+    set for all 20 categories wants: the rarest Tianchi category is ~40x rarer than the commonest.
+    ``geometry="v1"`` uses the older hand-set shares (:data:`RAW_SHARES_V1`).
     """
     if prior not in CLASS_PRIORS:
         expected = ", ".join(CLASS_PRIORS)
@@ -108,43 +123,42 @@ def raw_name_weights(
     unknown = allowed - set(CATEGORY_BY_ID)
     if unknown:
         raise FabricError(f"unknown category id(s) {sorted(unknown)}; expected 1-20")
+    check_geometry_name(geometry)
+    tianchi = prior == "tianchi"
+    if geometry == "v1":
+        share = {r.raw: RAW_SHARES_V1.get(r.raw, 1.0) for r in RAW_CLASSES}
+        weight = {c.id: float(c.box_prior) if tianchi else 1.0 for c in CATEGORIES}
+    else:
+        share = {r.raw: float(RAW_BOXES.get(r.raw, 0) or ABSENT_NAME_BOXES) for r in RAW_CLASSES}
+        totals = {c.id: 0.0 for c in CATEGORIES}
+        for r in RAW_CLASSES:
+            totals[r.category_id] += share[r.raw]
+        weight = {c: 1.0 if tianchi else 1.0 / total for c, total in totals.items()}
     weights = {
-        r.raw: (CATEGORY_BY_ID[r.category_id].box_prior if prior == "tianchi" else 1.0)
-        * RAW_SHARES.get(r.raw, 1.0)
-        for r in RAW_CLASSES
-        if r.category_id in allowed
+        r.raw: share[r.raw] * weight[r.category_id] for r in RAW_CLASSES if r.category_id in allowed
     }
     total = sum(weights.values())
     return {raw: w / total for raw, w in weights.items()}
 
 
 def sample_raw_names(
-    rng: np.random.Generator, n: int, classes: Sequence[int] | None = None, prior: str = "tianchi"
+    rng: np.random.Generator,
+    n: int,
+    classes: Sequence[int] | None = None,
+    prior: str = "tianchi",
+    geometry: str = "real",
 ) -> list[str]:
     """``n`` raw defect names drawn independently from the class prior (see
     :func:`raw_name_weights`)."""
-    weights = raw_name_weights(classes, prior)
+    weights = raw_name_weights(classes, prior, geometry)
     names = list(weights)
     probs = np.array([weights[k] for k in names])
     return [names[i] for i in rng.choice(len(names), size=n, p=probs)]
 
 
-def sample_box_count(rng: np.random.Generator) -> int:
-    """Boxes on one defect frame (1..6, see :data:`BOXES_PER_FRAME`)."""
-    p = np.asarray(BOXES_PER_FRAME)
+def sample_box_count(rng: np.random.Generator, geometry: str = "real") -> int:
+    """Boxes on one defect frame, as often as real frames hold that many
+    (:data:`~fabricnms.data.synth_box_table.FRAMES_PER_BOX_COUNT`; ``v1``:
+    :data:`BOXES_PER_FRAME_V1`)."""
+    p = np.asarray(BOXES_PER_FRAME_V1 if geometry == "v1" else FRAMES_PER_BOX_COUNT, float)
     return int(rng.choice(p.size, p=p / p.sum())) + 1
-
-
-def loose_box(rng: np.random.Generator, tight: Box, width: int, height: int) -> Box:
-    """The box an annotator would draw around ``tight`` (xyxy pixels): 10-40 % larger per axis,
-    split unevenly between the two sides, at least 12-20 px a side (boxes were drawn on a view
-    scaled by ~1/1.83), clipped to the frame and rounded to 2 decimals."""
-    out = []
-    min_side = float(rng.uniform(12.0, 20.0))
-    for lo, hi, limit in ((tight[0], tight[2], width), (tight[1], tight[3], height)):
-        size = hi - lo
-        grow = max(size * float(rng.uniform(0.1, 0.4)), min_side - size, 1.0)
-        left = grow * float(rng.uniform(0.2, 0.8))
-        out.append((max(0.0, lo - left), min(float(limit), hi + grow - left)))
-    (x0, x1), (y0, y1) = out
-    return (round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2))
