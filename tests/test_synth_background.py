@@ -1,0 +1,72 @@
+"""``render_on_background``: defects painted into a given defect-free frame (ours, generated)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fabricnms.data.synth import render_frame
+from fabricnms.data.synth_background import load_background, render_on_background
+from fabricnms.errors import FabricError
+
+W, H = 256, 192
+
+
+@pytest.fixture(scope="module")
+def background() -> np.ndarray:
+    """A defect-free frame of our own making."""
+    return render_frame(21, W, H, n_defects=0).image
+
+
+def test_deterministic_and_seed_dependent(background: np.ndarray) -> None:
+    a = render_on_background(background, 3, n_defects=2)
+    b = render_on_background(background, 3, n_defects=2)
+    c = render_on_background(background, 4, n_defects=2)
+    assert np.array_equal(a.image, b.image) and [d.box for d in a.defects] == [
+        d.box for d in b.defects
+    ]
+    assert not np.array_equal(a.image, c.image)
+    assert a.image.shape == (H, W, 3) and a.image.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "raw", ["破洞", "三丝", "断经", "粗维", "油渍", "花板跳", "稀密档", "吊经"]
+)
+def test_boxes_masks_and_changes_stay_local(background: np.ndarray, raw: str) -> None:
+    before = background.copy()
+    frame = render_on_background(background, 7, raw_names=[raw])
+    assert np.array_equal(background, before)  # the input is not modified
+    (d,) = frame.defects
+    x0, y0, x1, y1 = d.box
+    assert 0 <= x0 < x1 <= W and 0 <= y0 < y1 <= H
+    ys, xs = np.nonzero(d.mask)
+    assert (
+        xs.size and x0 <= xs.min() and xs.max() + 1 <= x1 and y0 <= ys.min() and ys.max() + 1 <= y1
+    )
+    diff = np.abs(frame.image.astype(np.int16) - background.astype(np.int16)).max(-1)
+    assert diff[d.mask].mean() >= 2.0, "the defect barely changes its own pixels"
+    far = np.ones((H, W), bool)
+    far[max(0, int(y0) - 14) : int(y1) + 15, max(0, int(x0) - 14) : int(x1) + 15] = False
+    assert diff[far].max(initial=0) == 0
+
+
+def test_grey_and_16_bit_backgrounds(background: np.ndarray) -> None:
+    grey = background.mean(-1).astype(np.uint8)
+    out = render_on_background(grey, 5, n_defects=2).image
+    assert np.array_equal(out[:, :, 0], out[:, :, 1]) and np.array_equal(out[:, :, 1], out[:, :, 2])
+    deep = grey.astype(np.uint16) * 257
+    out16 = render_on_background(deep, 5, n_defects=2)
+    assert np.abs(out16.image.astype(int) - out.astype(int)).max() <= 1
+
+
+def test_bad_backgrounds_are_refused(tmp_path: Path, background: np.ndarray) -> None:
+    with pytest.raises(FabricError, match="too small"):
+        render_on_background(background[:40, :40], 1)
+    with pytest.raises(FabricError, match="blank"):
+        render_on_background(np.full((128, 128, 3), 90, np.uint8), 1)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not really")
+    with pytest.raises(FabricError, match=r"broken\.jpg"):
+        load_background(bad)
