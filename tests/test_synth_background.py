@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from fabricnms.cli import app
 from fabricnms.data.synth import render_frame
 from fabricnms.data.synth_background import load_background, render_on_background
 from fabricnms.errors import FabricError
@@ -70,3 +74,52 @@ def test_bad_backgrounds_are_refused(tmp_path: Path, background: np.ndarray) -> 
     bad.write_bytes(b"\xff\xd8 not really")
     with pytest.raises(FabricError, match=r"broken\.jpg"):
         load_background(bad)
+
+
+def _write_backgrounds(folder: Path, background: np.ndarray) -> None:
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), cv2.cvtColor(background, cv2.COLOR_RGB2BGR))
+    grey16 = (background.mean(-1) * 257).astype(np.uint16)
+    cv2.imwrite(str(folder / "b16.png"), grey16)
+    cv2.imwrite(str(folder / "tiny.png"), background[:30, :30])
+    cv2.imwrite(str(folder / "blank.png"), np.full((100, 100), 128, np.uint8))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+
+
+def _synth(*args: str) -> object:
+    return CliRunner().invoke(app, ["synth", *args])
+
+
+def test_cli_release_on_backgrounds_skips_bad_ones(tmp_path: Path, background: np.ndarray) -> None:
+    src = tmp_path / "bg"
+    _write_backgrounds(src, background)
+    args = ["-n", "6", "--background", str(src), "--window", "160x128", "--seed", "2", "--json"]
+    res = _synth(str(tmp_path / "a"), *args)
+    assert res.exit_code == 0, res.output
+    for bad in ("tiny.png", "blank.png", "broken.jpg"):
+        assert f"{bad}" in res.output and "skipped" in res.output
+    summary = json.loads(res.stdout)
+    assert summary["backgrounds"] == 2 and len(summary["skipped_backgrounds"]) == 3
+    assert _synth(str(tmp_path / "b"), *args).exit_code == 0
+    entries = json.loads((tmp_path / "a/Annotations/anno_train.json").read_text())
+    assert entries and entries == json.loads(
+        (tmp_path / "b/Annotations/anno_train.json").read_text()
+    )
+    for p in (tmp_path / "a").rglob("*.jpg"):
+        assert (tmp_path / "b" / p.relative_to(tmp_path / "a")).read_bytes() == p.read_bytes()
+        assert cv2.imread(str(p)).shape[:2] == (128, 160)
+    for e in entries:
+        x0, y0, x1, y1 = e["bbox"]
+        assert 0 <= x0 < x1 <= 160 and 0 <= y0 < y1 <= 128
+
+
+def test_cli_without_usable_background_is_a_one_line_error(tmp_path: Path) -> None:
+    src = tmp_path / "bg"
+    src.mkdir()
+    cv2.imwrite(str(src / "blank.png"), np.full((100, 100), 128, np.uint8))
+    res = _synth(str(tmp_path / "o"), "-n", "2", "--background", str(src))
+    assert res.exit_code == 1
+    last = res.output.strip().splitlines()[-1]
+    assert last.startswith("error: no usable background") and "blank" in last
+    res = _synth(str(tmp_path / "o"), "-n", "2", "--background", str(tmp_path / "nothing"))
+    assert res.exit_code == 1 and "nothing" in res.output

@@ -41,10 +41,10 @@ class Difficulty(str, Enum):
     hard = "hard"
 
 
-def _parse_size(value: str) -> tuple[int, int]:
+def _parse_size(value: str, hint: str = "--size") -> tuple[int, int]:
     match = SIZE_PATTERN.match(value)
     if not match:
-        raise typer.BadParameter(f"{value!r} is not WxH, e.g. 2446x1000", param_hint="--size")
+        raise typer.BadParameter(f"{value!r} is not WxH, e.g. 2446x1000", param_hint=hint)
     return int(match.group(1)), int(match.group(2))
 
 
@@ -109,12 +109,32 @@ def synth(
         bool,
         typer.Option("--overwrite", help="Replace a previous synth output of this layout in OUT."),
     ] = False,
+    background: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--background",
+            help="Paint the defects into these real defect-free frames instead of procedural "
+            "fabric (files, folders, quoted globs, .txt lists; repeatable; any size, grey or "
+            "colour, 8 or 16 bit). Frames take the backgrounds in turn; --size is ignored.",
+        ),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            help="With --background: cut WxH windows at seeded positions instead of using "
+            "each background whole.",
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Generate synthetic woven-fabric frames with defects: a Tianchi round-1 release, or a roll
-    of consecutive frames of one fabric with COCO labels (``--layout roll``)."""
+    of consecutive frames of one fabric with COCO labels (``--layout roll``). With
+    ``--background`` the defects are painted into real defect-free frames; unreadable, tiny or
+    blank backgrounds are reported and skipped."""
     from fabricnms.data.synth import ReleaseOptions, validate_options, write_release
     from fabricnms.data.synth_priors import parse_classes
+    from fabricnms.engine.sources import discover_frames
     from fabricnms.log import console, print_json
 
     width, height = _parse_size(size)
@@ -130,6 +150,8 @@ def synth(
         class_prior=class_prior.value,
         layout=layout.value,
         geometry=geometry.value,
+        backgrounds=tuple(str(p) for p in discover_frames(background)) if background else (),
+        window=_parse_size(window, "--window") if window is not None else None,
     )
     validate_options(options)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -150,11 +172,16 @@ def synth(
             workers=workers,
             overwrite=overwrite,
             progress=lambda done: bar.update(task, completed=done),
+            warn=lambda line: console.print(f"warning: {line}", markup=False),
         )
     data = summary.to_dict()
     if json_out:
         print_json(data)
     _print_summary(data)
+
+
+def _size_words(size: list[int] | str) -> str:
+    return f"{size[0]}x{size[1]}" if isinstance(size, list) else size
 
 
 def _print_summary(data: dict) -> None:
@@ -175,7 +202,11 @@ def _print_summary(data: dict) -> None:
         f"{data['frames']} frames ({data['defect_frames']} defect, "
         f"{data['normal_frames']} normal), "
         f"{data['boxes']} boxes ({data['boxes_per_frame']} per defect frame), "
-        f"{data['size'][0]}x{data['size'][1]}, seed {data['seed']}, "
+        f"{_size_words(data['size'])}, seed {data['seed']}, "
         f"{data['seconds']:.1f} s ({per_s:.2f} frames/s, {data['workers']} workers)"
     )
+    if data["backgrounds"]:
+        console.print(
+            f"Backgrounds: {data['backgrounds']} used, {len(data['skipped_backgrounds'])} skipped"
+        )
     console.print(f"Results saved to {data['out_dir']}")

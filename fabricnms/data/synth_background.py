@@ -233,3 +233,34 @@ def load_background(path: str | Path) -> np.ndarray:
     if problem is not None:
         raise FabricError(f"{path}: {problem}")
     return image
+
+
+def background_frame(
+    path: str | Path,
+    window: tuple[int, int] | None,
+    seed: int,
+    normal: bool,
+    **render: object,
+) -> SynthFrame:
+    """One release frame from the background file ``path``: a ``window`` cut at a position
+    drawn from ``seed`` (or the whole frame), left as it is when ``normal``, else with defects
+    painted from ``seed`` (``render``: keyword arguments of :func:`render_on_background`)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
+    image = cut_window(load_background(path), window, rng)
+    if normal:
+        return SynthFrame(seed=int(seed), image=np.ascontiguousarray(image), defects=[])
+    return render_on_background(image, seed, n_defects=None, **render)  # type: ignore[arg-type]
+
+
+def usable_backgrounds(paths: list[str]) -> tuple[list[str], list[str]]:
+    """``(usable paths, one problem line per skipped file)`` of background files ``paths``
+    (unreadable, too small or blank ones are skipped)."""
+    usable, problems = [], []
+    for path in paths:
+        try:
+            load_background(path)
+        except FabricError as exc:
+            problems.append(str(exc))
+        else:
+            usable.append(path)
+    return usable, problems

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from fabricnms.data.synth_background import background_frame
 from fabricnms.data.synth_frame import MIN_SIZE, SynthFrame, render_frame
 from fabricnms.data.synth_priors import difficulty as difficulty_level
 from fabricnms.data.synth_priors import raw_name_weights
@@ -38,6 +39,8 @@ class ReleaseOptions:
     class_prior: str = "tianchi"
     layout: str = "release"
     geometry: str = "real"
+    backgrounds: tuple[str, ...] = ()  # real defect-free frames to paint into (release only)
+    window: tuple[int, int] | None = None  # (w, h) windows cut from the backgrounds
 
 
 def frame_seed(seed: int, index: int) -> int:
@@ -88,7 +91,22 @@ def roll_params(seed: int, width: int, height: int, index: int) -> tuple[FabricP
 
 
 def layout_frame(options: ReleaseOptions, index: int, normal: bool) -> SynthFrame:
-    """Frame ``index`` of the release or roll ``options`` describes (``normal``: no defects)."""
+    """Frame ``index`` of the release or roll ``options`` describes (``normal``: no defects).
+
+    With ``options.backgrounds`` the frame is background ``index % len(backgrounds)`` (or a
+    window of it) with the defects painted into it (:mod:`fabricnms.data.synth_background`).
+    """
+    if options.backgrounds:
+        return background_frame(
+            options.backgrounds[index % len(options.backgrounds)],
+            options.window,
+            frame_seed(options.seed, index),
+            normal,
+            classes=options.classes,
+            class_prior=options.class_prior,
+            difficulty=options.difficulty,
+            geometry=options.geometry,
+        )
     fabric, scan = (
         roll_params(options.seed, options.width, options.height, index)
         if options.layout == "roll"
@@ -122,5 +140,11 @@ def validate_options(options: ReleaseOptions) -> None:
         )
     if not 0.0 <= options.normal_fraction <= 1.0:
         raise FabricError(f"normal fraction must be in [0, 1], got {options.normal_fraction}")
+    if options.backgrounds and options.layout != "release":
+        raise FabricError("--background writes the release layout only, not --layout roll")
+    if options.window is not None and min(options.window) < MIN_SIZE:
+        raise FabricError(
+            f"window {options.window[0]}x{options.window[1]} too small; need at least {MIN_SIZE} px"
+        )
     difficulty_level(options.difficulty)
     raw_name_weights(options.classes, options.class_prior, options.geometry)

@@ -7,13 +7,14 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from fabricnms.data.coco import write_coco
+from fabricnms.data.synth_background import usable_backgrounds
 from fabricnms.data.synth_labels import (
     FrameResult,
     ReleaseSummary,
@@ -151,6 +152,7 @@ def write_release(
     workers: int = 1,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> ReleaseSummary:
     """Write a synthetic round-1 release or roll to ``out_dir`` (``options.layout``).
 
@@ -170,8 +172,23 @@ def write_release(
     ``(seed, i)``, so the output (JSON bytes and pixels) is the same for any ``workers``.
     ``progress`` is called with the number of frames finished so far. The annotation file is
     written last: an output without it is incomplete.
+
+    With ``options.backgrounds`` (release only) the frames are those real defect-free frames,
+    or windows of them, with the defects painted into them; an unreadable, too small or blank
+    background is skipped, each one reported through ``warn``; none left is an error.
     """
     validate_options(options)
+    skipped: list[str] = []
+    if options.backgrounds:
+        usable, skipped = usable_backgrounds(list(options.backgrounds))
+        for problem in skipped:
+            if warn is not None:
+                warn(f"{problem}; skipped")
+        if not usable:
+            raise FabricError(
+                f"no usable background: all {len(skipped)} skipped (first: {skipped[0]})"
+            )
+        options = replace(options, backgrounds=tuple(usable))
     if workers < 1:
         raise FabricError(f"workers must be at least 1, got {workers}")
     out = Path(out_dir).expanduser().resolve()
@@ -183,7 +200,7 @@ def write_release(
         for i, path in enumerate(_frame_paths(options, normal))
     ]
     workers = min(workers, options.n_images)
-    summary = ReleaseSummary(out_dir=out, options=options, workers=workers)
+    summary = ReleaseSummary(out_dir=out, options=options, workers=workers, skipped=skipped)
     results: list[FrameResult] = []
     for res in _run_jobs(jobs, workers):
         summary.count(res)
