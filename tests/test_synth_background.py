@@ -123,3 +123,13 @@ def test_cli_without_usable_background_is_a_one_line_error(tmp_path: Path) -> No
     assert last.startswith("error: no usable background") and "blank" in last
     res = _synth(str(tmp_path / "o"), "-n", "2", "--background", str(tmp_path / "nothing"))
     assert res.exit_code == 1 and "nothing" in res.output
+
+
+def test_defects_go_on_the_cloth_not_the_dark_side(background: np.ndarray) -> None:
+    """Like a greige scan with dark background beside the selvedge: small defects avoid it."""
+    half = background.copy()
+    half[:, : W // 2] = 12
+    for seed in range(6):
+        frame = render_on_background(half, seed, raw_names=["破洞", "结头", "毛粒"])
+        for d in frame.defects:
+            assert d.tight_box[0] >= W // 2 - 8, (d.raw_name, d.tight_box)

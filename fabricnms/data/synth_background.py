@@ -20,18 +20,20 @@ a few px of a defect and there are no seams. Local defect sizes are scaled by th
 period against the procedural twill's (:data:`REFERENCE_PERIOD`), clamped to 0.6-2, where the
 period is clear (:data:`MIN_STRENGTH`). Grey
 photographs stay grey. Image x is taken as the weft and y as the warp direction (line-scan
-frames): a fabric photographed at an angle gets axis-aligned warp and weft defects.
+frames): a fabric photographed at an angle gets axis-aligned warp and weft defects. Defects are
+placed on the cloth (:func:`on_fabric`) where they fit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fabricnms.data.synth_canvas import Canvas, Window
+from fabricnms.data.synth_canvas import Box, Canvas, Window
 from fabricnms.data.synth_frame import MIN_SIZE, SynthFrame, draw_names, paint_defects
 from fabricnms.data.synth_priors import difficulty as difficulty_level
 from fabricnms.data.texture import WeaveParams
@@ -162,6 +164,26 @@ def background_problem(rgb: np.ndarray) -> str | None:
     return None
 
 
+def on_fabric(rgb: np.ndarray, share: float = 0.9) -> Callable[[Box], bool]:
+    """``where(box)``: whether at least ``share`` of the tight xyxy ``box`` is fabric, i.e.
+    neither clipped (luma <= 6 or >= 249) nor flat (local luma std over ~15 px below a third of
+    the frame's median): defects go on the cloth, not on a selvedge gap, the table or glare."""
+    lum = luminance(rgb)
+    mean = cv2.blur(lum, (15, 15))
+    std = np.sqrt(np.maximum(cv2.blur(lum * lum, (15, 15)) - mean * mean, 0.0))
+    ok = (lum > 6) & (lum < 249) & (std >= np.float32(float(np.median(std)) / 3.0))
+    table = np.pad(ok.astype(np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    h, w = ok.shape
+
+    def where(box: Box) -> bool:
+        x0, y0 = int(np.clip(box[0], 0, w)), int(np.clip(box[1], 0, h))
+        x1, y1 = int(np.clip(np.ceil(box[2]), x0 + 1, w)), int(np.clip(np.ceil(box[3]), y0 + 1, h))
+        inside = table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
+        return bool(inside >= share * (x1 - x0) * (y1 - y0))
+
+    return where
+
+
 def render_on_background(
     frame: np.ndarray,
     seed: int,
@@ -200,7 +222,8 @@ def render_on_background(
     names = draw_names(plan_rng, raw_names, n_defects, classes, class_prior, geometry)
     canvas = BackgroundCanvas(fabric)
     level = replace(level, size=level.size * scale)
-    defects = paint_defects(canvas, plan_rng, defect_ss, names, level, geometry)
+    where = on_fabric(rgb)
+    defects = paint_defects(canvas, plan_rng, defect_ss, names, level, geometry, where)
     change = cv2.GaussianBlur(canvas.rgb - rgb, (0, 0), CHANGE_BLUR)
     out = rgb + change
     if grey:

@@ -15,7 +15,7 @@ import numpy as np
 from fabricnms.data.classes import CATEGORY_BY_ID, RAW_BY_NAME
 from fabricnms.data.defects import RECIPES
 from fabricnms.data.synth_canvas import Box, Canvas
-from fabricnms.data.synth_geometry import annotation_box, plan_defects
+from fabricnms.data.synth_geometry import Where, annotation_box, plan_defects
 from fabricnms.data.synth_geometry_v1 import loose_box, plan_defects_v1
 from fabricnms.data.synth_priors import (
     Difficulty,
@@ -156,12 +156,14 @@ def paint_defects(
     names: Sequence[str],
     level: Difficulty,
     geometry: str = "real",
+    where: Where = None,
 ) -> list[SynthDefect]:
-    """Place (:func:`~fabricnms.data.synth_geometry.plan_defects`) and paint ``names`` on
-    ``canvas``; each defect paints from its own child seed of ``defect_ss``."""
+    """Place (:func:`~fabricnms.data.synth_geometry.plan_defects`, keeping to ``where`` if it
+    can) and paint ``names`` on ``canvas``; each defect paints from its own child seed of
+    ``defect_ss``."""
     width, height = canvas.width, canvas.height
     planner = plan_defects_v1 if geometry == "v1" else plan_defects
-    plans = planner(plan_rng, names, width, height, level.size)
+    plans = planner(plan_rng, names, width, height, level.size, where)
     defects: list[SynthDefect] = []
     for plan, child in zip(plans, defect_ss.spawn(len(plans)), strict=True):
         rng = np.random.default_rng(child)

@@ -18,7 +18,7 @@ scale frame-spanning ones (>= 90 % of the reference side) with the frame.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,17 +96,34 @@ def _overlap(a: Box, b: Box) -> float:
     return iw * ih / max(small, 1e-6)
 
 
+#: Where a defect may go: ``where(box) -> bool`` for a tight xyxy box (``None``: anywhere).
+Where = Callable[[Box], bool] | None
+
+
 def place(
-    rng: np.random.Generator, w: float, h: float, width: int, height: int, taken: list[Box]
+    rng: np.random.Generator,
+    w: float,
+    h: float,
+    width: int,
+    height: int,
+    taken: list[Box],
+    where: Where = None,
 ) -> tuple[float, float]:
-    """Top-left corner of a ``w`` x ``h`` box inside the frame, avoiding ``taken`` if it can."""
+    """Top-left corner of a ``w`` x ``h`` box inside the frame, avoiding ``taken`` boxes and
+    keeping to ``where`` if it can (30 tries; else the last one)."""
     x0 = y0 = 0.0
     for _ in range(30):
         x0 = float(rng.uniform(0.0, width - w))
         y0 = float(rng.uniform(0.0, height - h))
-        if all(_overlap((x0, y0, x0 + w, y0 + h), t) < 0.1 for t in taken):
+        box = (x0, y0, x0 + w, y0 + h)
+        if all(_overlap(box, t) < 0.1 for t in taken) and (where is None or where(box)):
             break
     return x0, y0
+
+
+def _shifted(where: Callable[[Box], bool], ox: float, oy: float, tw: float, th: float) -> Where:
+    """``where`` of the tight box at offset ``(ox, oy)``, size ``tw x th`` in an annotation box."""
+    return lambda b: where((b[0] + ox, b[1] + oy, b[0] + ox + tw, b[1] + oy + th))
 
 
 def plan_defects(
@@ -115,8 +132,10 @@ def plan_defects(
     width: int,
     height: int,
     size_scale: float = 1.0,
+    where: Where = None,
 ) -> list[PlannedDefect]:
-    """Annotation and tight boxes for defects ``names`` on a ``width`` x ``height`` frame.
+    """Annotation and tight boxes for defects ``names`` on a ``width`` x ``height`` frame,
+    whose tight boxes keep to ``where`` where they can.
 
     ``size_scale`` multiplies the sides of local (not frame-spanning) defects (difficulty).
     """
@@ -126,7 +145,8 @@ def plan_defects(
         sizes, spans = fit_sizes(sample_sizes(rng, name, 1), width, height, size_scale)
         bw, tw, ox = _sides(rng, float(sizes[0, 0]), width, bool(spans[0, 0]))
         bh, th, oy = _sides(rng, float(sizes[0, 1]), height, bool(spans[0, 1]))
-        x0, y0 = place(rng, bw, bh, width, height, taken)
+        inner = None if where is None else _shifted(where, ox, oy, tw, th)
+        x0, y0 = place(rng, bw, bh, width, height, taken, inner)
         box = (x0, y0, x0 + bw, y0 + bh)
         taken.append(box)
         out.append(PlannedDefect(name, box, (x0 + ox, y0 + oy, x0 + ox + tw, y0 + oy + th)))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from fabricnms.data.synth_canvas import Box
-from fabricnms.data.synth_geometry import PlannedDefect, place
+from fabricnms.data.synth_geometry import PlannedDefect, Where, place
 
 _SQ = (0.8, 1.25)
 
@@ -121,7 +121,12 @@ EXTENTS: dict[str, Extent] = {
 
 
 def plan_defects_v1(
-    rng: np.random.Generator, names: Sequence[str], width: int, height: int, scale: float
+    rng: np.random.Generator,
+    names: Sequence[str],
+    width: int,
+    height: int,
+    scale: float,
+    where: Where = None,
 ) -> list[PlannedDefect]:
     """Tight boxes for ``names`` (the annotation box is made later by :func:`loose_box`)."""
     sizer = Sizer(rng, width, height, scale)
@@ -129,7 +134,7 @@ def plan_defects_v1(
     out = []
     for name in names:
         w, h = EXTENTS[name](sizer)
-        x0, y0 = place(rng, w, h, width, height, taken)
+        x0, y0 = place(rng, w, h, width, height, taken, where)
         box = (x0, y0, x0 + w, y0 + h)
         taken.append(box)
         out.append(PlannedDefect(name, box, box))
