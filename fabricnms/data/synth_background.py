@@ -9,19 +9,20 @@ Python API::
     frame.defects[0].box         # loose xyxy pixel box (what anno_train.json gets)
     frame.defects[0].mask        # [H, W] bool true mask, inside the box
 
-The recipes of :mod:`fabricnms.data.defects` edit the photograph itself, through the same
-canvas operations as on procedural fabric: relative gains (stains and marks tint and darken
-multiplicatively, so the weave stays visible; holes, knots and fibres take their light from
-the fabric around them) and re-weaving, which moves the fabric's own measured relief
+The recipes of :mod:`fabricnms.data.defects` edit the photograph itself, through the same canvas
+operations as on procedural fabric: relative gains (stains and marks tint and darken
+multiplicatively, so the weave stays visible; holes, knots and fibres take their light from the
+fabric around them) and re-weaving, which moves the fabric's own measured relief
 (:mod:`fabricnms.data.weave_measure`) towards a target (a missing yarn, a thick pick) or
 resamples it with another geometry (pattern skips, density bars, tight warps). The change is
-blurred by the frame's optics (Gaussian, 0.6 px) and added back, so pixels change only within
-a few px of a defect and there are no seams. Local defect sizes are scaled by the measured yarn
-period against the procedural twill's (:data:`REFERENCE_PERIOD`), clamped to 0.6-2, where the
-period is clear (:data:`MIN_STRENGTH`). Grey
-photographs stay grey. Image x is taken as the weft and y as the warp direction (line-scan
-frames): a fabric photographed at an angle gets axis-aligned warp and weft defects. Defects are
-placed on the cloth (:func:`on_fabric`) where they fit.
+blurred by the frame's optics (Gaussian, 0.6 px) and added back (brightening scaled by the
+headroom ``(255 - v) / v`` where that is below 1, so light cloth does not glare), so pixels
+change only within a few px of a defect and there are no seams. Local defect sizes are scaled by
+the measured yarn period against the procedural twill's (:data:`REFERENCE_PERIOD`), clamped to
+0.6-2, where the period is clear (:data:`MIN_STRENGTH`). Grey photographs stay grey. Image x is
+taken as the weft and y as the warp direction (line-scan frames): a fabric photographed at an
+angle gets axis-aligned warp and weft defects. Defects are placed on the cloth
+(:func:`on_fabric`) where they fit.
 """
 
 from __future__ import annotations
@@ -224,7 +225,11 @@ def render_on_background(
     level = replace(level, size=level.size * scale)
     where = on_fabric(rgb)
     defects = paint_defects(canvas, plan_rng, defect_ss, names, level, geometry, where)
-    change = cv2.GaussianBlur(canvas.rgb - rgb, (0, 0), CHANGE_BLUR)
+    change = canvas.rgb - rgb
+    # brightening saturates towards white: on light cloth a bright fibre barely shows
+    headroom = np.clip((np.float32(255.0) - rgb) / (rgb + np.float32(1.0)), 0.0, 1.0)
+    change = np.where(change > 0, change * headroom, change)
+    change = cv2.GaussianBlur(change, (0, 0), CHANGE_BLUR)
     out = rgb + change
     if grey:
         out = np.repeat(luminance(out)[:, :, None], 3, axis=2)
