@@ -13,9 +13,9 @@ Steps, into ``runs/adapt/<name>[N]/``:
    train`: same checkpoints, progress, ``metrics.csv``, ``config.yaml``; resumable) for a
    number of epochs sized to the time budget, stopped by ``max_minutes`` at the latest;
 4. calibrate ``weights/best.pt`` (:mod:`fabricnms.engine.calibrate`): fabric statistics from
-   the training parts and windows, the operating point (lowest threshold with at most
-   ``false_alarms`` per 2446x1000 px) and the shift limit from the held-out parts, which
-   training never saw; ``adapt.json`` records the run.
+   the training parts and the first :data:`FIT_WINDOWS` windows, the operating point (lowest
+   threshold with at most ``false_alarms`` per 2446x1000 px) and the shift limit from the
+   held-out parts, which training never saw; ``adapt.json`` records the run.
 
 ``resume`` continues the newest ``runs/adapt/<name>*`` run: the data is rebuilt only when
 incomplete (it is deterministic), training resumes from ``weights/last.pt``, calibration is redone.
@@ -45,6 +45,8 @@ WINDOWS_PER_SECOND = 3.0
 #: Minutes kept for building the data and calibrating.
 OVERHEAD_MINUTES = 1.5
 ADAPT_JSON = "adapt.json"
+#: Training windows (the first ones) whose tiles join the training parts' in the statistics.
+FIT_WINDOWS = 64
 
 
 @dataclass
@@ -176,8 +178,10 @@ def run_adapt(
         train_windows = cut_windows(train_parts, cfg.train_windows, size, cfg.seed)
         val_windows = cut_windows(held_parts, cfg.val_windows, size, cfg.seed + 1)
         write_dataset(run_dir / "data", train_windows, val_windows)
-    else:
-        train_windows = cut_windows(train_parts, cfg.train_windows, size, cfg.seed)
+    else:  # the same seed cuts the same first windows
+        train_windows = cut_windows(
+            train_parts, min(FIT_WINDOWS, cfg.train_windows), size, cfg.seed
+        )
     spent = (time.perf_counter() - started) / 60
     budget = max(cfg.minutes - spent - OVERHEAD_MINUTES, 0.5)
     epochs = cfg.epochs or max(2, int(budget * 60 * WINDOWS_PER_SECOND / cfg.train_windows))
@@ -191,7 +195,7 @@ def run_adapt(
     )
     best = result.best_path
     model, meta = load_detector(best, cfg.device)
-    fit = [*train_parts, *(w.image for w in train_windows)]
+    fit = [*train_parts, *(w.image for w in train_windows[:FIT_WINDOWS])]
     held = [
         LabelledImage(p, np.zeros((0, 4), np.float32), np.zeros(0, np.int64)) for p in held_parts
     ]
