@@ -4,9 +4,9 @@ Every clean frame is cut along its longer side into a *training part* (the first
 :data:`TRAIN_SHARE`) and a *held-out part* (the rest), so one frame is enough. Windows of
 ``window x window`` px (frame pixels) are cut at seeded random positions of the parts; in a
 share :data:`DEFECT_SHARE` of them 1-3 defects of any of the 20 categories (uniform prior) are
-transferred from the generator into the real fabric (:func:`transfer_defects`), the others stay
-clean (negatives). Training windows come from the training parts, validation windows (for
-the best epoch) from the held-out parts; the held-out parts themselves, whole, calibrate the
+painted into the real fabric (:func:`defect_window`), the others stay clean (negatives).
+Training windows come from the training parts, validation windows (for the best epoch) from
+the held-out parts; the held-out parts themselves, whole, calibrate the
 operating point and the shift limit.
 
 The dataset is written as a COCO release the training engine reads: ``images/*.jpg`` (q95),
@@ -77,24 +77,20 @@ class Window:
     labels: np.ndarray
 
 
-def transfer_defects(background: np.ndarray, seed: int, n_defects: int) -> Window:
-    """Paint ``n_defects`` generated defects into a real ``[H, W, 3]`` uint8 RGB window.
+def defect_window(background: np.ndarray, seed: int, n_defects: int) -> Window:
+    """``n_defects`` generated defects painted into a real ``[H, W, 3]`` uint8 RGB window by
+    :func:`fabricnms.data.synth.render_on_background` (the generator's recipes on the real
+    weave); boxes are its loose annotation boxes (xyxy px), labels 0-based. A window the
+    painter refuses (blank, off the cloth) stays clean."""
+    from fabricnms.data.synth_background import render_on_background
 
-    The generator renders the frame ``seed`` twice, with and without the defects (same fabric,
-    same camera: only the defects differ); their per-pixel, per-channel ratio is each defect's
-    effect on the light the fabric reflects, and multiplies the real window. Boxes are the
-    generator's loose annotation boxes (xyxy px), labels 0-based.
-    """
-    from fabricnms.data.synth import render_frame
-
-    h, w = background.shape[:2]
-    marked = render_frame(seed, w, h, n_defects=n_defects, class_prior="uniform")
-    plain = render_frame(seed, w, h, n_defects=0)
-    gain = (marked.image.astype(np.float32) + 1.0) / (plain.image.astype(np.float32) + 1.0)
-    image = np.clip(background.astype(np.float32) * gain, 0, 255).round().astype(np.uint8)
-    boxes = np.array([d.box for d in marked.defects], dtype=np.float32).reshape(-1, 4)
-    labels = np.array([d.category_id - 1 for d in marked.defects], dtype=np.int64)
-    return Window(image, boxes, labels)
+    try:
+        frame = render_on_background(background, seed, n_defects=n_defects, class_prior="uniform")
+    except FabricError:
+        return Window(background, np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
+    boxes = np.array([d.box for d in frame.defects], dtype=np.float32).reshape(-1, 4)
+    labels = np.array([d.category_id - 1 for d in frame.defects], dtype=np.int64)
+    return Window(frame.image, boxes, labels)
 
 
 def cut_windows(parts: Sequence[np.ndarray], count: int, size: int, seed: int) -> list[Window]:
@@ -108,7 +104,7 @@ def cut_windows(parts: Sequence[np.ndarray], count: int, size: int, seed: int) -
         x = int(rng.integers(0, part.shape[1] - size + 1))
         crop = np.ascontiguousarray(part[y : y + size, x : x + size])
         if rng.random() < DEFECT_SHARE:
-            out.append(transfer_defects(crop, int(rng.integers(2**31)), int(rng.integers(1, 4))))
+            out.append(defect_window(crop, int(rng.integers(2**31)), int(rng.integers(1, 4))))
         else:
             out.append(Window(crop, np.zeros((0, 4), np.float32), np.zeros(0, np.int64)))
     return out
