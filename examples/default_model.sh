@@ -41,5 +41,11 @@ fabricnms train --data "$work/coco/dataset.yaml" --weights "$work/runs/train/lon
     --workers 1 --device cpu --set val_interval=3 --set val_max_frames=10 \
     --name masks --project "$work/runs"
 
+# Stage 4: the operating point (thresholds with at most 0.1 false alarms per frame on the 80 val
+# frames) and the statistics of the training fabric (tiles of the first 40 train frames) for
+# the fabric-shift warning; only these two keys are added, the weights stay as they are.
+fabricnms calibrate "$work/runs/train/masks/weights/best.pt" --data "$work/coco/dataset.yaml" \
+    --fit-frames 40 --false-alarms 0.1
+
 echo "new default model: $work/runs/train/masks/weights/best.pt"
 echo "ship it with: cp $work/runs/train/masks/weights/best.pt fabricnms/weights/default.pt"

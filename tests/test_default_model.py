@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,6 +18,8 @@ from typer.testing import CliRunner
 
 from fabricnms.cli import app
 from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
+from fabricnms.engine.operating_point import OP_KEY
+from fabricnms.engine.shift import SHIFT_WARNING
 from fabricnms.model.boxes import pairwise_iou, xywh_to_xyxy
 from fabricnms.report.labels import load_labels
 from fabricnms.report.records import DetectionRecord, FrameRecord
@@ -95,3 +98,32 @@ def test_example_roll_verdict_matches_the_ground_truth_verdict(roll_run: Path) -
     assert verdict == "FAIL" and points > 40
     assert summary["verdict"] == verdict
     assert (roll_run / "roll_report.html").is_file()
+
+
+def test_default_model_is_calibrated_and_knows_its_own_fabric(roll_run: Path) -> None:
+    """The shipped checkpoint carries an operating point and fabric statistics (from its own
+    recipe's val frames); predict uses the former and stays silent on the example roll."""
+    ckpt = load_checkpoint(DEFAULT_WEIGHTS)
+    assert 0.05 <= ckpt[OP_KEY]["conf"] <= 1.0 and "val frames" in ckpt[OP_KEY]["source"]
+    summary = json.loads((roll_run / "summary.json").read_text())
+    assert summary["threshold"]["origin"] == "checkpoint"
+    shift = summary["fabric_shift"]
+    assert shift["frames_scored"] == 8 and shift["warning"] is None
+    assert shift["max"] < shift["limit"]
+
+
+def test_default_model_warns_on_a_texture_family_it_never_saw(tmp_path: Path) -> None:
+    """A coarse, dark, high-contrast diagonal twill (not a family of the generator) at frame
+    size: every frame scores above the shipped limit and the run says so in one line."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:1000, 0:2446].astype(np.float32)
+    for i in range(2):
+        tex = 60 * np.sign(np.sin(2 * np.pi * (xx + (i + 1) * yy) / 22.0))
+        grey = np.clip(70 + tex + rng.normal(0, 12, xx.shape), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(tmp_path / f"frame_{i}.jpg"), grey)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", str(tmp_path), "--out", str(out), "--no-overlays"])
+    assert result.exit_code == 0, result.output
+    shift = json.loads((out / "summary.json").read_text())["fabric_shift"]
+    assert shift["frames_above"] == 2 and shift["warning"] == SHIFT_WARNING
+    assert sum(SHIFT_WARNING in line for line in result.output.splitlines()) == 2  # summary + roll
