@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fabricnms.cli import nms_options
+from fabricnms.cli.predict import THREADS_HELP
 from fabricnms.config import NMS_METHODS, EvalConfig
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ def eval_cmd(
     overlap: Annotated[float, typer.Option(help="Tile overlap ratio.")] = _D.overlap,
     batch: Annotated[int, typer.Option(help="Tiles per forward pass.")] = _D.batch,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = _D.device,
+    threads: Annotated[int, typer.Option(min=0, help=THREADS_HELP)] = _D.threads,
     masks: Annotated[
         bool,
         typer.Option(
@@ -89,6 +91,7 @@ def eval_cmd(
             "batch": batch,
             "device": device,
             "masks": masks,
+            "threads": threads,
         },
     )
     run = run_eval(cfg, project=project, name=name)

@@ -14,6 +14,10 @@ from fabricnms.config import NMS_METHODS
 if TYPE_CHECKING:
     from fabricnms.engine.predict import FrameEvent
 
+THREADS_HELP = (
+    "CPU inference threads; 0 = the cores the load average leaves idle (1 on a busy machine), "
+    "or OMP_NUM_THREADS when set."
+)
 #: Runs of at most this many frames print one line per frame; larger ones show a progress bar.
 PER_FRAME_LINES_MAX = 50
 _OUT = "Output"
@@ -94,6 +98,10 @@ def predict(
         int, typer.Option(min=1, help="Tiles per forward pass.", rich_help_panel=_DET)
     ] = 4,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.", rich_help_panel=_DET)] = "auto",
+    threads: Annotated[
+        int,
+        typer.Option(min=0, help=THREADS_HELP, rich_help_panel=_DET),
+    ] = 0,
     masks: Annotated[
         bool,
         typer.Option(
@@ -244,6 +252,7 @@ def predict(
         grading=grading.value,
         max_points=max_points,
         masks=masks,
+        threads=threads,
     )
     with _FrameReporter() as reporter:
         result = run_predict(

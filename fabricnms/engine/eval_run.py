@@ -22,7 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from fabricnms.config import DataSpec, EvalConfig, config_to_yaml, load_data_yaml
 from fabricnms.data.coco import load_coco
 from fabricnms.data.dataset import frames_from_coco
-from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS, load_detector
+from fabricnms.engine.backend import inference_threads, load_inference_model
+from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS
 from fabricnms.engine.evaluate import EvalReport, evaluate_frames
 from fabricnms.engine.masks import (
     MaskReport,
@@ -37,7 +38,6 @@ from fabricnms.engine.tiling import TileSettings
 from fabricnms.errors import FabricError
 from fabricnms.io import atomic_write_json, atomic_write_text, increment_run_dir
 from fabricnms.log import console, get_logger
-from fabricnms.model.mask_infer import require_mask_branch
 
 log = get_logger("eval")
 
@@ -87,7 +87,7 @@ def run_eval(cfg: EvalConfig, project: str | Path = "runs", name: str = "eval") 
     project = Path(project)
     weights = resolve_weights(cfg.weights, project)
     device = resolve_device(cfg.device)
-    model, meta = load_detector(weights, device)
+    model, meta = load_inference_model(weights, device, cfg.masks, inference_threads(cfg.threads))
     choice = resolve_operating_point(cfg.acc_conf, meta, "--acc-conf", default=EVAL_ACC_CONF)
     cfg = dataclasses.replace(cfg, acc_conf=choice.point.conf)
     log.info("%s (eval applies one threshold to every class)", choice.line("--acc-conf"))
@@ -102,7 +102,6 @@ def run_eval(cfg: EvalConfig, project: str | Path = "runs", name: str = "eval") 
     gt = load_coco(gt_path)
     segm_gt = None
     if cfg.masks:
-        require_mask_branch(model, str(weights))
         segm_gt = true_mask_ground_truth(spec, gt)
     frames = frames_from_coco(gt, spec.image_root, spec.nc)
     if not frames:

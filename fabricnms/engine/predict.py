@@ -23,9 +23,11 @@ Output folder (``runs/predict/<name>[N]`` or an exact ``out`` folder)::
     roll_report.json, roll_report.html   roll position, points, grade, verdict (for a roll)
     config.yaml, summary.json         resolved settings; counts, timings, skipped frames
 
-Timings: *preprocess* = file decode and conversion to RGB; *inference* = the detector's
-forward passes; *postprocess* = the rest of tiled detection (cutting and padding windows,
-candidate selection, merging tiles, NMS); *write* = journal and overlays.
+Timings: *preprocess* = file decode and conversion to RGB (by default one frame ahead in a
+background thread, overlapping the network; see :mod:`fabricnms.engine.prefetch`);
+*inference* = the network's forward passes; *postprocess* = the rest of tiled detection
+(cutting and padding windows, candidate selection, merging tiles, NMS); *write* = journal
+and overlays.
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ import torch
 from torch import nn
 
 from fabricnms.config import config_to_yaml, load_yaml_mapping, validate_config
+from fabricnms.engine.backend import inference_threads, load_inference_model
 from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS
 from fabricnms.engine.operating_point import OperatingPoint, resolve_operating_point
+from fabricnms.engine.prefetch import Prefetch
 from fabricnms.engine.shift import FabricStats, FeatureTap, shift_summary, stats_from_meta
 from fabricnms.engine.sources import (
     FrameReadError,
@@ -97,6 +101,8 @@ class PredictConfig:
     refined defect masks (needs a checkpoint with a mask branch). ``conf`` ``None``: the
     checkpoint's operating point (:mod:`fabricnms.engine.operating_point`), resolved into
     ``conf`` and ``per_class_conf`` (class name -> threshold) in the saved config.
+    ``threads``: CPU inference threads (0: :func:`~fabricnms.engine.backend.inference_threads`
+    decides); ``prefetch``: frames decoded ahead in a background thread (0: decode in line).
     """
 
     sources: list[str] = field(default_factory=list)
@@ -123,6 +129,8 @@ class PredictConfig:
     grading: str = "4"
     max_points: float | None = None
     masks: bool = False
+    threads: int = 0
+    prefetch: int = 1
 
 
 @dataclass
@@ -252,11 +260,10 @@ def run_predict(
     from fabricnms.engine.runtime import resolve_device
 
     device = resolve_device(cfg.device)
+    threads = inference_threads(cfg.threads)
     if model is None:
-        from fabricnms.engine.checkpoint import load_detector
-
         weights = resolve_weights(cfg.weights)
-        model, meta = load_detector(weights, device)
+        model, meta = load_inference_model(weights, device, cfg.masks, threads)
         class_names = list(meta["class_names"])
         weights_str = str(weights.resolve())
     else:
@@ -264,10 +271,10 @@ def run_predict(
             raise FabricError("run_predict: a model given without its class names")
         weights_str = cfg.weights
         meta = {}
+        if cfg.masks:
+            require_mask_branch(model, weights_str or "the model")
     choice = resolve_operating_point(cfg.conf, meta)
     fabric = stats_from_meta(meta)
-    if cfg.masks:
-        require_mask_branch(model, weights_str or "the model")
     roll = cfg.roll
     if roll is None:
         roll = len(cfg.sources) == 1 and Path(cfg.sources[0]).is_dir() and not cfg.shard
@@ -282,6 +289,7 @@ def run_predict(
         cfg,
         weights=weights_str,
         device=str(device),
+        threads=threads,
         overlays=overlays,
         roll=roll,
         calibrated=cfg.calibrated or roll,
@@ -397,6 +405,7 @@ class _Stats:
     by_class: Counter[str] = field(default_factory=Counter)
     skipped: list[dict[str, str]] = field(default_factory=list)
     read_s: float = 0.0
+    wait_s: float = 0.0
     infer_s: float = 0.0
     detect_s: float = 0.0
     write_s: float = 0.0
@@ -411,7 +420,7 @@ class _Stats:
     ) -> dict[str, Any]:
         """``summary.json`` content (milliseconds per processed frame)."""
         n = max(self.processed, 1)
-        post_s = max(self.detect_s - self.infer_s - self.read_s, 0.0)
+        post_s = max(self.detect_s - self.infer_s - self.wait_s, 0.0)
         fps = self.processed / self.wall_s if self.wall_s > 0 else None
         metres = calibration.mm_y(self.rows_px) / 1000.0
         return {
@@ -436,6 +445,7 @@ class _Stats:
             ),
             "weights": cfg.weights,
             "device": cfg.device,
+            "threads": cfg.threads,
             "nms": cfg.nms,
             "conf": cfg.conf,
             "tile": cfg.tile,
@@ -492,7 +502,8 @@ def _stream(
 
     settings = dataclasses.replace(TileSettings.from_config(cfg), conf=point.floor())
     tap = FeatureTap(model if fabric is not None else None)
-    detections = detect_frames(timed, images(), settings, device)
+    source = Prefetch(images(), cfg.prefetch)
+    detections = detect_frames(timed, source, settings, device)
     while True:
         t0 = time.perf_counter()
         det = next(detections, None)
@@ -529,7 +540,9 @@ def _stream(
         )
         last = now
     tap.close()
+    source.close()
     stats.infer_s = timed.seconds
+    stats.wait_s = source.wait_s
     stats.wall_s = time.perf_counter() - start
     return stats
 

@@ -61,10 +61,15 @@ def configure_cpu_threads(requested: int, workers: int, world_size: int = 1) -> 
     elif os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
     else:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        threads = max(1, (cores or 1) // max(1, world_size) - workers)
+        threads = max(1, usable_cores() // max(1, world_size) - workers)
     torch.set_num_threads(threads)
     return threads
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

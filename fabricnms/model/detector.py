@@ -27,8 +27,10 @@ from fabricnms.model.neck import PANNeck
 from fabricnms.model.types import DenseOutput
 
 INPUT_MULTIPLE = 32
-_MEAN = 0.5  # fixed input normalisation (fabric is grey-ish; no ImageNet statistics apply)
-_STD = 0.25
+#: Fixed input normalisation ``(x - MEAN) / STD`` (fabric is grey-ish; no ImageNet statistics
+#: apply). :func:`fabricnms.model.fuse.inference_copy` folds it into the stem convolution.
+INPUT_MEAN = 0.5
+INPUT_STD = 0.25
 #: State-dict prefix of the mask branch's parameters.
 MASK_BRANCH_PREFIX = "mask_branch."
 
@@ -89,6 +91,7 @@ class Detector(nn.Module):
             "detach_plan": detach_plan,
             "mask_prototypes": mask_prototypes,
         }
+        self.normalise = InputNorm()
         self.backbone = Backbone(width, depth)
         self.neck = PANNeck(self.backbone.channels, strides, neck_channels)
         self.head = DenseHead(neck_channels, num_classes, embed_dim, strides, head_depth)
@@ -108,26 +111,28 @@ class Detector(nn.Module):
         h, w = int(images.shape[2]), int(images.shape[3])
         if h % INPUT_MULTIPLE or w % INPUT_MULTIPLE:
             raise ValueError(f"input size {h}x{w} must be a multiple of {INPUT_MULTIPLE}")
-        feats = self.neck(self.backbone((images - _MEAN) / _STD))
-        levels = self.head(feats)
         points, strides = self.locations(h, w, images.device, images.dtype)
-        boxes = distances_to_boxes(points, _flatten([lv.ltrb for lv in levels]))
-        protos = coeffs = None
+        proto_stride = 0 if self.mask_branch is None else self.mask_branch.stride
+        return dense_output(self.network_outputs(images), points, strides, (h, w), proto_stride)
+
+    def network_outputs(self, images: Tensor) -> dict[str, Tensor]:
+        """The network's tensors for ``images [B, 3, H, W]`` (what an exported graph returns):
+        ``cls_o2m``/``cls_o2o`` ``[B, L, C]`` logits, ``ltrb`` ``[B, L, 4]`` pixel distances
+        from each location, ``quality`` ``[B, L]``, ``embed`` ``[B, L, D]``, and with a mask
+        branch ``mask_coeffs`` ``[B, L, P]`` and ``prototypes`` ``[B, P, H/ps, W/ps]``
+        (:data:`NETWORK_OUTPUTS` order; locations level-major, row-major)."""
+        feats = self.neck(self.backbone(self.normalise(images)))
+        levels = self.head(feats)
+        out = {
+            "cls_o2m": _flatten([lv.cls_o2m for lv in levels]),
+            "cls_o2o": _flatten([lv.cls_o2o for lv in levels]),
+            "ltrb": _flatten([lv.ltrb for lv in levels]),
+            "quality": _flatten([lv.quality for lv in levels]).squeeze(-1),
+            "embed": _flatten([lv.embed for lv in levels]),
+        }
         if self.mask_branch is not None:
-            protos, coeffs = self.mask_branch(feats)
-        return DenseOutput(
-            cls_o2m=_flatten([lv.cls_o2m for lv in levels]),
-            cls_o2o=_flatten([lv.cls_o2o for lv in levels]),
-            boxes=boxes,
-            quality=_flatten([lv.quality for lv in levels]).squeeze(-1),
-            embed=_flatten([lv.embed for lv in levels]),
-            points=points,
-            strides=strides,
-            image_size=(h, w),
-            mask_coeffs=coeffs,
-            prototypes=protos,
-            proto_stride=0 if self.mask_branch is None else self.mask_branch.stride,
-        )
+            out["prototypes"], out["mask_coeffs"] = self.mask_branch(feats)
+        return out
 
     def loss(
         self,
@@ -179,16 +184,7 @@ class Detector(nn.Module):
         """Location centres ``[L, 2]`` (x, y) pixels and strides ``[L]``, level-major, row-major."""
         key = (h, w, str(torch.device(device)), dtype)
         if key not in self._grid_cache:
-            pts, strd = [], []
-            for s in self.strides:
-                ys, xs = torch.meshgrid(
-                    (torch.arange(h // s, device=device, dtype=dtype) + 0.5) * s,
-                    (torch.arange(w // s, device=device, dtype=dtype) + 0.5) * s,
-                    indexing="ij",
-                )
-                pts.append(torch.stack([xs, ys], dim=-1).reshape(-1, 2))
-                strd.append(torch.full((xs.numel(),), float(s), device=device, dtype=dtype))
-            self._grid_cache = {key: (torch.cat(pts), torch.cat(strd))}
+            self._grid_cache = {key: grid_locations(h, w, self.strides, device, dtype)}
         return self._grid_cache[key]
 
     def complexity(self, height: int = 1024, width: int = 1024) -> dict[str, Any]:
@@ -218,6 +214,64 @@ class Detector(nn.Module):
             "flops": int(counter.get_total_flops()),
             "input_size": [height, width],
         }
+
+
+#: Keys of :meth:`Detector.network_outputs`, in the order of an exported graph's outputs.
+NETWORK_OUTPUTS = ("cls_o2m", "cls_o2o", "ltrb", "quality", "embed")
+#: The mask branch's further outputs.
+MASK_OUTPUTS = ("mask_coeffs", "prototypes")
+
+
+def grid_locations(
+    h: int,
+    w: int,
+    strides: tuple[int, ...],
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor, Tensor]:
+    """Location centres ``[L, 2]`` (x, y) pixels and strides ``[L]`` of an ``h x w`` input,
+    level-major (``strides`` ascending), row-major."""
+    pts, strd = [], []
+    for s in strides:
+        ys, xs = torch.meshgrid(
+            (torch.arange(h // s, device=device, dtype=dtype) + 0.5) * s,
+            (torch.arange(w // s, device=device, dtype=dtype) + 0.5) * s,
+            indexing="ij",
+        )
+        pts.append(torch.stack([xs, ys], dim=-1).reshape(-1, 2))
+        strd.append(torch.full((xs.numel(),), float(s), device=device, dtype=dtype))
+    return torch.cat(pts), torch.cat(strd)
+
+
+def dense_output(
+    tensors: dict[str, Tensor],
+    points: Tensor,
+    strides: Tensor,
+    image_size: tuple[int, int],
+    proto_stride: int = 0,
+) -> DenseOutput:
+    """:class:`DenseOutput` from :meth:`Detector.network_outputs` tensors (a torch model's or
+    an exported graph's) and the input's :func:`grid_locations`; ``ltrb`` -> xyxy boxes."""
+    return DenseOutput(
+        cls_o2m=tensors["cls_o2m"],
+        cls_o2o=tensors["cls_o2o"],
+        boxes=distances_to_boxes(points, tensors["ltrb"]),
+        quality=tensors["quality"],
+        embed=tensors["embed"],
+        points=points,
+        strides=strides,
+        image_size=image_size,
+        mask_coeffs=tensors.get("mask_coeffs"),
+        prototypes=tensors.get("prototypes"),
+        proto_stride=proto_stride if "prototypes" in tensors else 0,
+    )
+
+
+class InputNorm(nn.Module):
+    """``(x - INPUT_MEAN) / INPUT_STD``, elementwise (no parameters, no state-dict keys)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - INPUT_MEAN) / INPUT_STD
 
 
 def _flatten(maps: list[Tensor]) -> Tensor:
