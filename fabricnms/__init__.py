@@ -16,12 +16,23 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 __version__ = "0.1.0"
 
 _LAZY = {
+    "load": "fabricnms.api",
+    "Model": "fabricnms.api",
+    "FrameResult": "fabricnms.api",
     "sinkhorn": "fabricnms.model.sinkhorn",
     "DifferentiableNMS": "fabricnms.model.dnms",
     "Detector": "fabricnms.model.detector",
 }
 
-__all__ = ["Detector", "DifferentiableNMS", "__version__", "sinkhorn"]
+__all__ = [
+    "Detector",
+    "DifferentiableNMS",
+    "FrameResult",
+    "Model",
+    "__version__",
+    "load",
+    "sinkhorn",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,7 @@ from fabricnms.cli import adapt as adapt_cmd
 from fabricnms.cli import calibrate as calibrate_cmd
 from fabricnms.cli import convert as convert_cmd
 from fabricnms.cli import eval as eval_cmd
+from fabricnms.cli import export as export_cmd
 from fabricnms.cli import info as info_cmd
 from fabricnms.cli import predict as predict_cmd
 from fabricnms.cli import synth as synth_cmd
@@ -109,6 +110,12 @@ _COMMANDS = (
         "Teach a model a new fabric from clean frames of it: defects rendered into them, a "
         "fine-tune, a calibrated operating point; writes runs/adapt/NAME/.",
         "fabricnms adapt clean_frames/ --minutes 10 --name loom3",
+    ),
+    (
+        "export",
+        export_cmd.export,
+        "Export a checkpoint to ONNX (+ its metadata as .json) for predict/eval with onnxruntime.",
+        "fabricnms export --weights runs/train/train/weights/best.pt --format onnx --dynamic",
     ),
     (
         "visualize",

@@ -35,6 +35,10 @@ def load_inference_model(
     foreign file, and for ``masks`` with a network that has no mask branch.
     """
     weights = Path(weights)
+    if weights.suffix.lower() == ONNX_SUFFIX:
+        from fabricnms.engine.onnx_backend import load_onnx
+
+        return load_onnx(weights, device, masks, threads)
     from fabricnms.engine.checkpoint import load_detector
     from fabricnms.model.fuse import inference_copy
     from fabricnms.model.mask_infer import require_mask_branch
