@@ -96,7 +96,7 @@ class Model:
     def predict(
         self,
         frames: Frame | Sequence[Frame],
-        conf: float = 0.25,
+        conf: float | None = None,
         nms: str = "dnms",
         max_det: int = 300,
         tile: int = 1024,
@@ -108,21 +108,25 @@ class Model:
         """Detect defects in each frame (``predict``'s settings and defaults), in order.
 
         ``frames``: image paths and/or ``[H, W, 3]`` (or ``[H, W]`` grey) uint8 RGB arrays. A
-        frame that cannot be read is a one-line :class:`FabricError`. ``threads``: CPU
-        inference threads (0: the cores the load average leaves idle).
+        frame that cannot be read is a one-line :class:`FabricError`. ``conf`` ``None``: the
+        checkpoint's operating point (per-class thresholds included), else 0.25, as in
+        ``predict``. ``threads``: CPU inference threads (0: the cores the load average leaves
+        idle).
         """
         from fabricnms.engine.backend import inference_threads
+        from fabricnms.engine.operating_point import resolve_operating_point
         from fabricnms.engine.shift import FeatureTap, stats_from_meta
         from fabricnms.engine.tiling import TileSettings, detect_frames
         from fabricnms.model.mask_infer import MaskSettings
 
+        point = resolve_operating_point(conf, self.meta).point
         items = [frames] if isinstance(frames, (str, Path, np.ndarray)) else list(frames)
         settings = TileSettings(
             tile=tile,
             overlap=overlap,
             batch=batch,
             nms=nms,
-            conf=conf,
+            conf=point.floor(),
             max_det=max_det,
             masks=MaskSettings() if masks else None,
         )
@@ -142,13 +146,13 @@ class Model:
                 shift = None
                 if fabric is not None:
                     shift = fabric.frame_score(tap.take_frame(*sizes[i], tile, overlap))
+                det = point.select(det.to("cpu"), self.class_names)
                 results.append(self._result(_source_name(items[i], i), sizes[i], det, shift))
         return results
 
     def _result(
         self, source: str, size: tuple[int, int], det: Any, shift: float | None
     ) -> FrameResult:
-        det = det.to("cpu")
         ids = det.labels.numpy().astype(np.int64)
         return FrameResult(
             source=source,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -51,3 +53,28 @@ def test_api_predict_matches_the_cli_engine_and_checks_arrays(tmp_path: Path) ->
     run = model.eval(data, project=tmp_path / "runs", tile=64)
     assert run.summary["weights"] == str(weights.resolve())
     assert (run.run_dir / "eval.json").is_file()
+
+
+def test_api_scores_fabric_shift_and_applies_the_operating_point_as_predict_does(
+    tmp_path: Path,
+) -> None:
+    from fabricnms.engine.calibrate import LabelledImage, calibrate_model, write_calibration
+    from fabricnms.engine.predict import PredictConfig, run_predict
+
+    rng = np.random.default_rng(0)
+    weave = [rng.integers(120, 145, (96, 160, 3), dtype=np.uint8) for _ in range(14)]
+    weights, model = boosted_checkpoint(tmp_path / "w.pt", NAMES, tmp_path)
+    held = [LabelledImage(im, np.zeros((0, 4)), np.zeros(0)) for im in weave[12:]]
+    point, stats = calibrate_model(model, NAMES, weave[:12], held, "noise", 0.1)
+    calibrated = write_calibration(weights, point, stats, tmp_path / "cal.pt")
+    frame = tmp_path / "f.png"
+    cv2.imwrite(str(frame), weave[0])
+    (result,) = fabricnms.load(calibrated).predict([frame])
+    run = run_predict(
+        PredictConfig(sources=[str(frame)], weights=str(calibrated)), out=tmp_path / "o"
+    )
+    (image,) = json.loads((run.out_dir / "images.json").read_text())["images"]
+    assert isinstance(result.fabric_shift, float)
+    assert result.fabric_shift == pytest.approx(image["fabric_shift"], abs=1e-3)
+    assert len(result) == run.summary["detections"]
+    assert (result.scores >= point.conf).all()
