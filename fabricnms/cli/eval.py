@@ -21,7 +21,8 @@ def eval_cmd(
     weights: Annotated[
         Path | None,
         typer.Option(
-            help="Checkpoint. Default: newest runs/train/*/weights/best.pt, else the shipped model."
+            help="Checkpoint or exported .onnx. Default: newest runs/train/*/weights/best.pt, "
+            "else the shipped model."
         ),
     ] = None,
     data: Annotated[

@@ -54,7 +54,8 @@ def predict(
     weights: Annotated[
         Path | None,
         typer.Option(
-            help="Checkpoint (default: the shipped model fabricnms/weights/default.pt).",
+            help="Checkpoint or `fabricnms export` .onnx file (default: the shipped model "
+            "fabricnms/weights/default.pt).",
             dir_okay=False,
             rich_help_panel=_DET,
         ),
