@@ -76,6 +76,7 @@ def test_shipped_model_onnx_gives_the_torch_detections(
     meta = json.loads(shipped_onnx.with_suffix(".json").read_text())
     assert meta["network"]["masks"] and meta["network"]["input_size"] is None
     assert meta["checkpoint"]["class_names"] == class_names(20)
+    assert {"operating_point", "fabric_stats"} <= meta["checkpoint"].keys()  # carried over
     _assert_same(
         _predict(small_frame, shipped_onnx, tmp_path / "onnx"),
         _predict(small_frame, DEFAULT_WEIGHTS, tmp_path / "torch"),
