@@ -30,7 +30,7 @@ STATS_KEY = "fabric_stats"
 #: Covariance shrinkage towards ``mean(diag) * I`` (the descriptors outnumber few windows).
 SHRINK = 0.1
 #: The limit is this many times the highest held-out score of the model's own fabric.
-LIMIT_MARGIN = 1.5
+LIMIT_MARGIN = 1.25
 SHIFT_WARNING = (
     "these frames look unlike the fabric this model knows: adapt it with "
     "`fabricnms adapt CLEAN_FRAMES`"
