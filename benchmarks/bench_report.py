@@ -20,7 +20,8 @@ from fabricnms.data.classes import class_names
 from fabricnms.engine.writers import ResultWriter
 from fabricnms.model.types import Detections
 from fabricnms.report.calibration import Calibration
-from fabricnms.report.roll import build_roll_report, write_roll_report
+from fabricnms.report.roll import build_roll_report
+from fabricnms.report.roll_files import write_roll_report
 
 H, W = 1000, 2446
 

@@ -112,7 +112,7 @@ class EvalConfig:
     split: str = "val"
     nms: str = "dnms"
     conf: float = 0.001
-    acc_conf: float | None = None  # None: the checkpoint's operating point, else 0.3
+    acc_conf: float | None = None  # None: the checkpoint's operating point, else 0.25 (as predict)
     max_det: int = 300
     iou: float = 0.5
     agnostic: bool = False

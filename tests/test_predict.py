@@ -266,7 +266,12 @@ def test_fail_exit_code(tmp_path: Path, weights: dict[str, Path]) -> None:
     assert "Roll: FAIL" in strict.stderr
     assert invoke(*base, "--max-points", "0.001").exit_code == 0
     lenient = invoke(*base, "--max-points", "1e9", "--fail-exit-code")
-    assert lenient.exit_code == 0 and "Roll: PASS" in lenient.stderr
+    assert lenient.exit_code == 0 and "Roll: PASS (provisional)" in lenient.stderr
+    assert "caveat: scale assumed" in lenient.stderr  # no --px-per-mm
+    strictest = invoke(*base, "--max-points", "1e9", "--fail-on-provisional")
+    assert strictest.exit_code == 3 and "provisional (--fail-on-provisional)" in strictest.stderr
+    measured = [*base, "--max-points", "1e9", "--px-per-mm", "2", "--roll"]
+    assert invoke(*measured, "--fail-on-provisional").exit_code == 0
 
 
 def test_missing_weights_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

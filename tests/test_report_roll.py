@@ -16,7 +16,8 @@ from fabricnms.errors import FabricError
 from fabricnms.report.calibration import Calibration
 from fabricnms.report.grading import GradingRules
 from fabricnms.report.records import DetectionRecord, FrameRecord
-from fabricnms.report.roll import RollSettings, build_roll_report, write_roll_report
+from fabricnms.report.roll import RollSettings, build_roll_report
+from fabricnms.report.roll_files import write_roll_report
 
 NAMES = class_names(20)
 KNOT, HOLE, LOOSE, BROKEN, BAR = 3, 0, 8, 9, 17
@@ -143,7 +144,11 @@ def test_written_report_is_self_contained(tmp_path: Path) -> None:
     data = json.loads(out["json"].read_text())
     assert data["summary"]["verdict"] == rep.grade.verdict
     assert data["roll"]["frames"] == 3 and len(data["defects"]) == 3
-    assert data["settings"]["calibration"] == {"px_per_mm_x": 2.0, "px_per_mm_y": 2.0}
+    assert data["settings"]["calibration"] == {
+        "px_per_mm_x": 2.0,
+        "px_per_mm_y": 2.0,
+        "assumed": False,
+    }
     assert data["settings"]["rules"]["limit"] == 40.0
     d0 = data["defects"][0]
     assert {"along_m", "across_mm", "points", "class_name", "frames", "box_px"} <= set(d0)

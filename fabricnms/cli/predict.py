@@ -42,6 +42,10 @@ def _formats(value: str) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+def _info(text: str) -> Any:
+    return typer.Option(help=text, show_default=False, rich_help_panel=_ROLL)
+
+
 def predict(
     sources: Annotated[
         list[str],
@@ -211,14 +215,29 @@ def predict(
             "--fail-exit-code", help="Exit with code 3 when the roll FAILs.", rich_help_panel=_ROLL
         ),
     ] = False,
+    fail_on_provisional: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-provisional",
+            help="Exit with code 3 on a provisional verdict too (one with caveats, e.g. an "
+            "assumed px/mm); implies --fail-exit-code.",
+            rich_help_panel=_ROLL,
+        ),
+    ] = False,
+    roll_id: Annotated[str, _info("Roll id, shown in the report's header.")] = "",
+    lot: Annotated[str, _info("Lot id, shown in the report's header.")] = "",
+    operator: Annotated[str, _info("Operator, shown in the report's header.")] = "",
+    date: Annotated[str, _info("Inspection date, shown in the report's header.")] = "",
 ) -> None:
     """Detect defects in every frame; write COCO/Tianchi/CSV results, overlays, a roll report.
 
     Exit codes: 0 done (unreadable frames are skipped and listed), 1 error or no frame could be
-    read, 2 usage error, 3 roll FAIL with --fail-exit-code.
+    read, 2 usage error, 3 roll FAIL with --fail-exit-code (or provisional with
+    --fail-on-provisional).
     """
     import cv2
 
+    from fabricnms.cli.predict_summary import render_summary
     from fabricnms.engine.predict import PredictConfig, run_predict
     from fabricnms.log import console, print_json
     from fabricnms.report.calibration import DEFAULT_PX_PER_MM
@@ -254,6 +273,7 @@ def predict(
         max_points=max_points,
         masks=masks,
         threads=threads,
+        report_info={"roll_id": roll_id, "lot": lot, "operator": operator, "date": date},
     )
     with _FrameReporter() as reporter:
         result = run_predict(
@@ -263,7 +283,11 @@ def predict(
         print_json(result.summary)
     render_summary(result.summary)
     console.print(f"Results saved to {result.out_dir.resolve()}", markup=False, soft_wrap=True)
-    if fail_exit_code and result.verdict == "FAIL":
+    provisional = bool(result.summary["roll"] and result.summary["roll"]["provisional"])
+    if (fail_exit_code or fail_on_provisional) and result.verdict == "FAIL":
+        raise typer.Exit(3)
+    if fail_on_provisional and provisional:
+        console.print("Exit 3: the verdict is provisional (--fail-on-provisional)", markup=False)
         raise typer.Exit(3)
 
 
@@ -328,71 +352,3 @@ def frame_line(event: FrameEvent) -> str:
         found = "no defects"
     size = f"{event.width}x{event.height}"
     return f"{event.index}/{event.total} {event.path} {size}: {found}, {event.ms:.1f} ms"
-
-
-def render_summary(summary: dict[str, Any], max_listed: int = 10) -> None:
-    """Frames, defects per class, speed, skipped frames and the roll verdict, on stderr."""
-    from fabricnms.log import console
-
-    def say(text: str) -> None:
-        console.print(text, markup=False, soft_wrap=True, highlight=False)
-
-    extra = [f"{len(summary['skipped'])} skipped"] if summary["skipped"] else []
-    if summary["resumed"]:
-        extra.append(f"{summary['resumed']} done before (resumed)")
-    if summary["shard"]:
-        extra.append(f"shard {summary['shard']} of {summary['discovered']} frames")
-    by_class = ", ".join(f"{c} {n}" for c, n in summary["defects_by_class"].items())
-    say(
-        f"{summary['processed']} frames"
-        + (f" ({', '.join(extra)})" if extra else "")
-        + f": {summary['frames_with_defects']} with defects, {summary['detections']} defects"
-        + (f": {by_class}" if by_class else "")
-    )
-    if summary["processed"]:
-        ms = summary["ms_per_frame"]
-        speed = (
-            f"Speed per frame: {ms['preprocess']:.1f} ms preprocess, {ms['inference']:.1f} ms "
-            f"inference, {ms['postprocess']:.1f} ms postprocess, {ms['write']:.1f} ms write "
-            f"(tile {summary['tile']}, {summary['device']}); "
-            f"{summary['frames_per_second']:.2f} frames/s end to end"
-        )
-        if summary["metres_per_minute"] is not None:
-            speed += f", {summary['metres_per_minute']:.2f} m of fabric/min"
-        say(speed)
-    say(summary["threshold"]["line"])
-    shift = summary.get("fabric_shift")
-    if shift and shift["warning"]:
-        say(
-            f"Fabric shift: {shift['warning']} (median frame {shift['median']:g} > limit "
-            f"{shift['limit']:g}; {shift['frames_above']}/{shift['frames_scored']} frames above)"
-        )
-    if summary["skipped"]:
-        say(f"Skipped {len(summary['skipped'])} unreadable frame(s):")
-        for item in summary["skipped"][:max_listed]:
-            say(f"  {item['error']}")
-        if len(summary["skipped"]) > max_listed:
-            say(f"  ... all listed in {Path(summary['out_dir']) / 'summary.json'}")
-    roll = summary["roll"]
-    if roll is not None:
-        from fabricnms.report.grading import LIMIT_UNIT_LABELS
-
-        unit = LIMIT_UNIT_LABELS.get(roll["limit_unit"], roll["limit_unit"])
-        also = (
-            ""
-            if roll["limit_unit"] == "100yd2"
-            else f"; {roll['points_per_100_yd2']:g} per 100 yd²"
-        )
-        say(
-            f"Roll: {roll['verdict']}, {roll['score']:g} points per {unit} "
-            f"(limit {roll['limit']:g}, {roll['system']} grading{also}), "
-            f"{roll['defects']} defects over {roll['length_m']:g} m"
-            + "".join(f" (caveat: {c})" for c in roll.get("caveats", []))
-        )
-    names = [
-        Path(p).name + ("/" if k == "overlays" else "")
-        for k, p in sorted(summary["outputs"].items())
-        if k != "journal"
-    ]
-    if names:
-        say("Wrote " + ", ".join(names))

@@ -64,8 +64,11 @@ from fabricnms.io import atomic_write_json, atomic_write_text, increment_run_dir
 from fabricnms.log import get_logger
 from fabricnms.model.mask_infer import require_mask_branch
 from fabricnms.report.calibration import DEFAULT_PX_PER_MM, Calibration
+from fabricnms.report.caveats import NO_OPERATING_POINT, Caveat
 from fabricnms.report.grading import GradingRules
 from fabricnms.report.records import FrameRecord
+from fabricnms.report.roll import RollSettings
+from fabricnms.report.roll_files import write_roll_files
 
 log = get_logger("predict")
 
@@ -103,6 +106,8 @@ class PredictConfig:
     ``conf`` and ``per_class_conf`` (class name -> threshold) in the saved config.
     ``threads``: CPU inference threads (0: :func:`~fabricnms.engine.backend.inference_threads`
     decides); ``prefetch``: frames decoded ahead in a background thread (0: decode in line).
+    ``calibrated``: ``px_per_mm`` was given (else it is an assumption the verdict states).
+    ``report_info``: roll id, lot, operator, date ... for the roll report's header.
     """
 
     sources: list[str] = field(default_factory=list)
@@ -131,6 +136,7 @@ class PredictConfig:
     masks: bool = False
     threads: int = 0
     prefetch: int = 1
+    report_info: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -185,7 +191,8 @@ class _Pending:
 
 
 def resolve_weights(weights: str) -> Path:
-    """``weights`` if given, else the shipped model; a one-line error when neither exists."""
+    """``weights`` if given, else the shipped model (predict's and eval's default); a one-line
+    error when neither exists."""
     if weights:
         return Path(weights)
     if DEFAULT_WEIGHTS.is_file():
@@ -292,11 +299,11 @@ def run_predict(
         threads=threads,
         overlays=overlays,
         roll=roll,
-        calibrated=cfg.calibrated or roll,
         conf=choice.point.conf,
         per_class_conf=dict(choice.point.per_class),
     )
-    calibration = Calibration(cfg.px_per_mm, cfg.px_per_mm)
+    calibration = Calibration(cfg.px_per_mm, cfg.px_per_mm, assumed=not cfg.calibrated)
+    mm_calibration = calibration if cfg.calibrated or roll else None
     if out is not None:
         out_dir = Path(out)
         if resume:
@@ -307,7 +314,7 @@ def run_predict(
         out_dir,
         class_names,
         resolved.formats,
-        calibration if resolved.calibrated else None,
+        mm_calibration,
         resume=resume,
         masks=resolved.masks,
     ) as writer:
@@ -330,18 +337,22 @@ def run_predict(
     shift = None
     if fabric is not None:
         shift = shift_summary([rec.fabric_shift for _, rec in writer.records()], fabric)
-    caveats = [shift["warning"]] if shift and shift["warning"] else []
+    caveats = [Caveat("fabric_shift", shift["warning"])] if shift and shift["warning"] else []
+    if choice.origin == "default":
+        caveats.append(NO_OPERATING_POINT)
     verdict = None
     roll_summary = None
     if roll and stats.processed + len(frames) - len(todo) > 0:
-        roll_summary, paths = _roll_report(
-            writer, class_names, calibration, rules, out_dir, caveats
+        settings = RollSettings(calibration, rules, roll_assumed=cfg.roll is None)
+        records = [rec for _, rec in writer.records()]
+        roll_summary, paths = write_roll_files(
+            records, class_names, settings, cfg.report_info, out_dir, caveats
         )
         verdict = roll_summary["verdict"]
         outputs.update({f"roll_{k}": str(v) for k, v in paths.items()})
     if overlays and stats.processed:
         outputs["overlays"] = str(out_dir / "overlays")
-    summary = stats.summary(resolved, len(all_frames), len(frames) - len(todo), calibration)
+    summary = stats.summary(resolved, len(all_frames), len(frames) - len(todo), mm_calibration)
     summary.update(
         out_dir=str(out_dir.resolve()),
         outputs=outputs,
@@ -358,40 +369,6 @@ def run_predict(
             f"(first: {first['error']}); see {out_dir / 'summary.json'}"
         )
     return PredictResult(out_dir=out_dir, summary=summary, verdict=verdict)
-
-
-def _roll_report(
-    writer: ResultWriter,
-    class_names: list[str],
-    calibration: Calibration,
-    rules: GradingRules,
-    out_dir: Path,
-    caveats: list[str],
-) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Grade every journaled frame as one roll; returns the verdict summary and the files."""
-    from fabricnms.report.roll import RollSettings, build_roll_report, write_roll_report
-
-    records = [rec for _, rec in writer.records()]
-    report = build_roll_report(records, class_names, RollSettings(calibration, rules))
-    report.caveats.extend(caveats)
-    paths = write_roll_report(report, out_dir)
-    g = report.grade
-    summary = {
-        "verdict": g.verdict,
-        "system": g.rules.system,
-        "points": g.total_points,
-        "points_per_100_yd2": round(g.per_100_yd2, 3),
-        "points_per_100_m2": round(g.per_100_m2, 3),
-        "score": round(g.score, 3),
-        "limit": g.rules.limit,
-        "limit_unit": g.rules.limit_unit,
-        "defects": len(report.defects),
-        "length_m": round(report.length_mm / 1000.0, 4),
-        "width_mm": round(report.width_mm, 1),
-        "reasons": g.reasons,
-        "caveats": caveats,
-    }
-    return summary, paths
 
 
 @dataclass
@@ -416,13 +393,14 @@ class _Stats:
         cfg: PredictConfig,
         discovered: int,
         resumed: int,
-        calibration: Calibration,
+        calibration: Calibration | None,
     ) -> dict[str, Any]:
-        """``summary.json`` content (milliseconds per processed frame)."""
+        """``summary.json`` content (milliseconds per processed frame); metres of fabric per
+        minute when the scale was given or a roll report assumes one."""
         n = max(self.processed, 1)
         post_s = max(self.detect_s - self.infer_s - self.wait_s, 0.0)
         fps = self.processed / self.wall_s if self.wall_s > 0 else None
-        metres = calibration.mm_y(self.rows_px) / 1000.0
+        metres = calibration.mm_y(self.rows_px) / 1000.0 if calibration is not None else None
         return {
             "discovered": discovered,
             "shard": cfg.shard or None,
@@ -441,7 +419,9 @@ class _Stats:
             "seconds": round(self.wall_s, 3),
             "frames_per_second": None if fps is None else round(fps, 3),
             "metres_per_minute": (
-                round(metres / (self.wall_s / 60), 3) if cfg.calibrated and self.wall_s else None
+                round(metres / (self.wall_s / 60), 3)
+                if metres is not None and self.wall_s
+                else None
             ),
             "weights": cfg.weights,
             "device": cfg.device,
@@ -449,7 +429,8 @@ class _Stats:
             "nms": cfg.nms,
             "conf": cfg.conf,
             "tile": cfg.tile,
-            "px_per_mm": cfg.px_per_mm if cfg.calibrated else None,
+            "px_per_mm": None if calibration is None else calibration.px_per_mm_x,
+            "px_per_mm_assumed": calibration is not None and calibration.assumed,
         }
 
 

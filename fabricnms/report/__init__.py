@@ -3,6 +3,8 @@
 Modules: ``calibration`` (pixel -> millimetre scale), ``records`` (plain per-frame detection
 records shared by the writers and the roll report), ``grading`` (4-point / 10-point rules,
 pure functions), ``roll`` (frames -> roll positions, cross-frame joining, the roll report),
-``html`` (the self-contained ``roll_report.html``), ``palette`` (class colours), ``labels``
-(reading COCO / Tianchi annotation and result files for drawing), ``overlay`` (cv2 drawing).
+``caveats`` (what a verdict rests on unchecked), ``html`` (the self-contained
+``roll_report.html``), ``roll_files`` (writing the report files), ``palette`` (class colours),
+``labels`` (reading COCO / Tianchi annotation and result files for drawing), ``overlay`` (cv2
+drawing).
 """

@@ -20,10 +20,12 @@ DEFAULT_PX_PER_MM = 2.0
 
 @dataclass(frozen=True)
 class Calibration:
-    """Pixels per millimetre across (``x``, weft) and along (``y``, warp) the roll."""
+    """Pixels per millimetre across (``x``, weft) and along (``y``, warp) the roll;
+    ``assumed``: the scale is the default, not a measurement (the verdict says so)."""
 
     px_per_mm_x: float = DEFAULT_PX_PER_MM
     px_per_mm_y: float = DEFAULT_PX_PER_MM
+    assumed: bool = False
 
     def __post_init__(self) -> None:
         for name in ("px_per_mm_x", "px_per_mm_y"):
@@ -43,6 +45,6 @@ class Calibration:
         """Square millimetres of fabric covered by ``px_area`` pixels."""
         return px_area / (self.px_per_mm_x * self.px_per_mm_y)
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float | bool]:
         """Plain values, as written into reports."""
-        return {k: float(v) for k, v in asdict(self).items()}
+        return asdict(self)

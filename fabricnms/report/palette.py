@@ -1,7 +1,9 @@
 """Class colours shared by the overlays (BGR for cv2) and the HTML report (hex).
 
-Twenty colours chosen to stay distinguishable from each other and on grey fabric; class
-index ``i`` (0-based) gets colour ``i % 20``. Fixed outcome colours mark the TP/FP/FN mode.
+One colour per class of either scheme (34): every pair at least 25 apart in CIELAB (plainly
+different) and each at least 2.5:1 in contrast against white (the HTML report's page), so no
+class is drawn in a colour that vanishes. Class index ``i`` (0-based) gets colour
+``i % 34``. Fixed outcome colours mark the TP/FP/FN mode.
 """
 
 from __future__ import annotations
@@ -9,24 +11,38 @@ from __future__ import annotations
 CLASS_HEX: tuple[str, ...] = (
     "#e6194b",
     "#3cb44b",
-    "#ffe119",
+    "#59284d",
     "#4363d8",
     "#f58231",
     "#911eb4",
-    "#42d4f4",
+    "#0000f2",
     "#f032e6",
-    "#bfef45",
-    "#fabed4",
+    "#30aaf2",
+    "#f26db0",
     "#469990",
-    "#dcbeff",
+    "#12591b",
     "#9a6324",
-    "#fffac8",
+    "#004359",
     "#800000",
-    "#aaffc3",
+    "#f20000",
     "#808000",
-    "#ffd8b1",
+    "#a64b56",
     "#000075",
-    "#ffffff",
+    "#593b28",
+    "#3049f2",
+    "#194080",
+    "#a6007c",
+    "#727272",
+    "#f27e6d",
+    "#cc9900",
+    "#844ba6",
+    "#b600f2",
+    "#21a674",
+    "#590016",
+    "#f26de2",
+    "#285947",
+    "#cc0066",
+    "#595012",
 )
 
 TP_BGR: tuple[int, int, int] = (0, 200, 0)

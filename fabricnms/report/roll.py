@@ -20,7 +20,6 @@ thumbnail of its highest-scoring part.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,14 @@ import torch
 
 from fabricnms import __version__
 from fabricnms.errors import FabricError
-from fabricnms.io import atomic_write_text
 from fabricnms.model.boxes import pairwise_iou_iomin
 from fabricnms.report.calibration import Calibration
+from fabricnms.report.caveats import (
+    Caveat,
+    calibration_caveat,
+    empty_roll_caveat,
+    roll_order_caveat,
+)
 from fabricnms.report.grading import (
     MM_PER_M,
     DefectGrade,
@@ -49,9 +53,6 @@ COMPATIBLE_GROUPS: tuple[frozenset[str], ...] = (
     frozenset({"thick_warp", "loose_warp", "broken_warp", "tight_warp", "double_end", "reed_mark"}),
 )
 
-REPORT_JSON = "roll_report.json"
-REPORT_HTML = "roll_report.html"
-
 
 def compatible(a: str, b: str) -> bool:
     """True when classes ``a`` and ``b`` may be parts of one defect."""
@@ -62,7 +63,8 @@ def compatible(a: str, b: str) -> bool:
 class RollSettings:
     """Calibration, grading rules and joining tolerances of a roll report.
 
-    ``roll_width_mm`` defaults to the widest frame's width / ``px_per_mm_x``.
+    ``roll_width_mm`` defaults to the widest frame's width / ``px_per_mm_x``;
+    ``roll_assumed``: the frames were taken as one roll without being told so (a caveat).
     """
 
     calibration: Calibration = field(default_factory=Calibration)
@@ -71,6 +73,7 @@ class RollSettings:
     edge_tol_px: float = 8.0
     min_x_overlap: float = 0.3
     same_spot_overlap: float = 0.6
+    roll_assumed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (grading rules resolved to their effective defaults)."""
@@ -81,6 +84,7 @@ class RollSettings:
             "edge_tol_px": self.edge_tol_px,
             "min_x_overlap": self.min_x_overlap,
             "same_spot_overlap": self.same_spot_overlap,
+            "roll_assumed": self.roll_assumed,
         }
 
 
@@ -146,7 +150,9 @@ class RollDefect:
 
 @dataclass
 class RollReport:
-    """Everything ``roll_report.json`` / ``.html`` show."""
+    """Everything ``roll_report.json`` / ``.html`` show. ``caveats``: what the verdict rests on
+    unchecked (:mod:`fabricnms.report.caveats`; any stage may append); ``info``: roll id, lot,
+    operator, date as given (shown in the report's header)."""
 
     settings: RollSettings
     class_names: list[str]
@@ -156,8 +162,16 @@ class RollReport:
     length_mm: float
     defects: list[RollDefect]
     grade: GradeResult
-    #: One-line warnings about what the verdict rests on (e.g. a fabric the model does not know).
-    caveats: list[str] = field(default_factory=list)
+    caveats: list[Caveat] = field(default_factory=list)
+    info: dict[str, str] = field(default_factory=dict)
+
+    def verdict_summary(self) -> dict[str, Any]:
+        """``verdict``, ``provisional`` (it has caveats) and ``caveats`` (plain dicts)."""
+        return {
+            "verdict": self.grade.verdict,
+            "provisional": bool(self.caveats),
+            "caveats": [c.to_dict() for c in self.caveats],
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: roll, summary (grading), defects, frames and the settings used."""
@@ -174,9 +188,11 @@ class RollReport:
                 "area_m2": round(self.width_mm * self.length_mm / MM_PER_M**2, 4),
                 "first_frame": self.frames[0].name,
                 "last_frame": self.frames[-1].name,
+                **self.info,
             },
             "summary": {
                 **self.grade.to_dict(),
+                **self.verdict_summary(),
                 "defects": len(self.defects),
                 "graded_defects": sum(d.grade.excluded is None for d in self.defects),
                 "defects_by_class": dict(sorted(counts.items())),
@@ -223,13 +239,19 @@ def _same_spot_pairs(frame: FrameRecord, min_overlap: float) -> list[list[int]]:
 
 
 def build_roll_report(
-    frames: list[FrameRecord], class_names: list[str], settings: RollSettings | None = None
+    frames: list[FrameRecord],
+    class_names: list[str],
+    settings: RollSettings | None = None,
+    info: dict[str, str] | None = None,
 ) -> RollReport:
-    """Join, place and grade the detections of a roll's frames (any order; sorted here).
+    """Join, place and grade the detections of a roll's frames (any order; sorted here), with
+    the caveats the settings and the detections call for (:mod:`fabricnms.report.caveats`).
 
-    Each frame's detections are xyxy frame pixels with 0-based labels into ``class_names``.
+    Each frame's detections are xyxy frame pixels with 0-based labels into ``class_names``;
+    ``info``: roll id, lot, operator, date ... as the report header shows them.
     """
     settings = settings or RollSettings()
+    header = {k: v for k, v in (info or {}).items() if v}
     if not frames:
         raise FabricError("roll report: no frames")
     by_path = {f.path: f for f in frames}
@@ -319,38 +341,14 @@ def build_roll_report(
         length_mm=length_mm,
         defects=defects,
         grade=result,
+        caveats=[
+            c
+            for c in (
+                calibration_caveat(cal),
+                roll_order_caveat(settings.roll_assumed),
+                empty_roll_caveat(ordered),
+            )
+            if c is not None
+        ],
+        info=header,
     )
-
-
-def _report_json(data: dict[str, Any]) -> str:
-    """JSON text: objects indented, lists one item per line. Readable, diffable, and fast for
-    rolls of thousands of frames (an indented dump of the lists goes through the slow
-    pure-Python encoder)."""
-    parts = []
-    for key, value in data.items():
-        if isinstance(value, list) and value:
-            items = ",\n".join("    " + json.dumps(v, ensure_ascii=False) for v in value)
-            text = "[\n" + items + "\n  ]"
-        else:
-            text = json.dumps(value, ensure_ascii=False, indent=2).replace("\n", "\n  ")
-        parts.append(f"  {json.dumps(key)}: {text}")
-    return "{\n" + ",\n".join(parts) + "\n}\n"
-
-
-def write_roll_report(
-    report: RollReport, out_dir: str | Path, thumbnails: bool = True, max_thumbnails: int = 500
-) -> dict[str, Path]:
-    """Write ``roll_report.json`` and the self-contained ``roll_report.html`` atomically.
-
-    With ``thumbnails`` the HTML embeds a JPEG crop of up to ``max_thumbnails`` defects (the
-    highest-scoring ones), read from the frames' paths; unreadable frames get no thumbnail.
-    """
-    from fabricnms.report.html import defect_thumbnails, render_roll_html
-
-    out = Path(out_dir)
-    paths = {"json": out / REPORT_JSON, "html": out / REPORT_HTML}
-    data = report.to_dict()
-    atomic_write_text(paths["json"], _report_json(data))
-    thumbs = defect_thumbnails(report, max_thumbnails) if thumbnails else {}
-    atomic_write_text(paths["html"], render_roll_html(data, thumbs))
-    return paths
