@@ -8,7 +8,14 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-from fabricnms.engine.metrics import class_ap
+from fabricnms.engine.metrics import class_curve, curve_ap
+
+
+def class_ap(
+    gts: list[np.ndarray], dets: list[tuple[np.ndarray, np.ndarray]], ious: list[float]
+) -> np.ndarray:
+    """VOC AP ``[T]`` of one class (NaN without ground truth), as the evaluator scores it."""
+    return curve_ap(class_curve(gts, dets, ious), len(ious))
 
 
 def voc_ap50(
@@ -17,7 +24,7 @@ def voc_ap50(
     num_classes: int,
     iou_thr: float = 0.5,
 ) -> float:
-    """Mean over the classes present in ``gts`` of :func:`fabricnms.engine.metrics.class_ap`.
+    """Mean over the classes present in ``gts`` of :func:`class_ap`.
 
     preds: per image ``(boxes [K, 4] xyxy, scores [K], labels [K])``; gts: per image
     ``(boxes [M, 4] xyxy, labels [M])``.

@@ -86,6 +86,11 @@ def test_eval_json_equals_pycocotools_and_self_consistent_gt_scores_one(setup: d
     assert summary["run_dir"] == str(run.resolve())
     assert json.loads((run / "eval.json").read_text()) == summary
     assert (run / "config.yaml").is_file()
+    plots = summary["diagnostics"]["files"]
+    assert sorted(plots) == ["confusion_matrix", "f1_curve", "pr_curves"]
+    assert all(Path(p).parent == run.resolve() and Path(p).is_file() for p in plots.values())
+    counts = np.array(summary["diagnostics"]["confusion_matrix"]["counts"])
+    assert np.trace(counts[:-1, :-1]) == counts[:-1].sum() == counts[:, :-1].sum()  # all right
     stats = _pycocotools_stats(Path(summary["ground_truth"]), run / "results.json")
     assert list(summary["coco"].values()) == stats
     # detections == ground truth: COCO AP, Tianchi mAP, ACC and score are all exactly 1
@@ -107,6 +112,7 @@ def test_eval_text_report_and_lower_conf(setup: dict) -> None:
     assert result.output.count("Average Precision") == 6
     assert result.output.count("Average Recall") == 6
     assert "Tianchi score" in result.output and "per class" in result.output
+    assert "Diagnostics: confusion_matrix.png, pr_curves.png, f1_confidence.png" in result.output
     assert f"Results saved to {(project / 'eval' / 'eval').resolve()}" in result.output
     summary = json.loads((project / "eval" / "eval" / "eval.json").read_text())
     # all detections down to conf 0.001 are scored: extra false positives, AP below 1
@@ -115,21 +121,30 @@ def test_eval_text_report_and_lower_conf(setup: dict) -> None:
     assert list(summary["coco"].values()) == stats
 
 
-def test_default_weights_are_the_newest_training_run(setup: dict, tmp_path: Path) -> None:
-    best = tmp_path / "train" / "exp" / "weights" / "best.pt"
-    best.parent.mkdir(parents=True)
-    best.write_bytes(Path(setup["weights"]).read_bytes())
+def test_default_weights_are_the_shipped_model_as_in_predict(
+    setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fabricnms.engine import predict
+
+    shipped = tmp_path / "shipped.pt"
+    shipped.write_bytes(Path(setup["weights"]).read_bytes())
+    monkeypatch.setattr(predict, "DEFAULT_WEIGHTS", shipped)
+    newer = tmp_path / "train" / "exp" / "weights" / "best.pt"  # a training run does not count
+    newer.parent.mkdir(parents=True)
+    newer.write_bytes(shipped.read_bytes())
     result = runner.invoke(app, ["eval", *TILE, "--project", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["weights"] == str(best.resolve())
+    summary = json.loads(result.stdout)
+    assert summary["weights"] == str(shipped.resolve())
+    assert summary["acc_conf"] == 0.25  # predict's default threshold
 
 
 def test_eval_bad_input_is_one_line(
     setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fabricnms.engine import eval_run
+    from fabricnms.engine import predict
 
-    monkeypatch.setattr(eval_run, "DEFAULT_WEIGHTS", tmp_path / "none.pt")
+    monkeypatch.setattr(predict, "DEFAULT_WEIGHTS", tmp_path / "none.pt")
     result = runner.invoke(app, ["eval", "--project", str(tmp_path)])
     assert result.exit_code == 1 and "pass --weights PATH" in result.output
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers_synthetic import class_ap
 
-from fabricnms.engine.metrics import FrameBoxes, class_ap, frame_accuracy, tianchi_metrics, voc_ap
+from fabricnms.engine.metrics import FrameBoxes, frame_accuracy, tianchi_metrics, voc_ap
 
 
 def _gt(*boxes_labels: tuple[list[float], int]) -> FrameBoxes:

@@ -21,8 +21,8 @@ def eval_cmd(
     weights: Annotated[
         Path | None,
         typer.Option(
-            help="Checkpoint or exported .onnx. Default: newest runs/train/*/weights/best.pt, "
-            "else the shipped model."
+            help="Checkpoint or exported .onnx (default: the shipped model "
+            "fabricnms/weights/default.pt, as in predict)."
         ),
     ] = None,
     data: Annotated[
@@ -175,5 +175,12 @@ def render_report(summary: dict[str, Any], coco_text: str) -> None:
     console.print(
         f"Tianchi score {t['score']:.4f} = 0.2 * ACC {t['acc']:.4f} + 0.8 * mAP {t['mAP']:.4f} "
         f"(mAP at IoU {per_iou})",
+        markup=False,
+    )
+    d = summary["diagnostics"]
+    console.print(
+        f"Diagnostics: {', '.join(Path(p).name for p in d['files'].values())} (mean F1 "
+        f"{d['f1_at_conf']:.3f} at the operating threshold {conf:g}, best {d['best_f1']:.3f} "
+        f"at {d['best_f1_conf']:g})",
         markup=False,
     )

@@ -23,7 +23,7 @@ from fabricnms.config import DataSpec, EvalConfig, config_to_yaml, load_data_yam
 from fabricnms.data.coco import load_coco
 from fabricnms.data.dataset import frames_from_coco
 from fabricnms.engine.backend import inference_threads, load_inference_model
-from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS
+from fabricnms.engine.diagnostics import write_diagnostics
 from fabricnms.engine.evaluate import EvalReport, evaluate_frames
 from fabricnms.engine.masks import (
     MaskReport,
@@ -33,6 +33,7 @@ from fabricnms.engine.masks import (
     segm_ground_truth,
 )
 from fabricnms.engine.operating_point import resolve_operating_point
+from fabricnms.engine.predict import resolve_weights
 from fabricnms.engine.runtime import resolve_device
 from fabricnms.engine.tiling import TileSettings
 from fabricnms.errors import FabricError
@@ -40,9 +41,6 @@ from fabricnms.io import atomic_write_json, atomic_write_text, increment_run_dir
 from fabricnms.log import console, get_logger
 
 log = get_logger("eval")
-
-#: Operating score of a checkpoint without a calibrated operating point.
-EVAL_ACC_CONF = 0.3
 
 
 @dataclass
@@ -53,22 +51,6 @@ class EvalRun:
     run_dir: Path
     summary: dict[str, Any]
     masks: MaskReport | None = None
-
-
-def resolve_weights(weights: str, project: Path) -> Path:
-    """``weights`` if given, else the newest ``project/train/*/weights/best.pt``, else the
-    shipped default model; a one-line error saying what to pass when none exists."""
-    if weights:
-        return Path(weights)
-    runs = sorted((project / "train").glob("*/weights/best.pt"), key=lambda p: p.stat().st_mtime)
-    if runs:
-        return runs[-1]
-    if DEFAULT_WEIGHTS.is_file():
-        return DEFAULT_WEIGHTS
-    raise FabricError(
-        f"no weights: no {project / 'train'}/*/weights/best.pt and no shipped default model; "
-        "pass --weights PATH"
-    )
 
 
 def resolve_data(data: str, meta: dict[str, Any]) -> DataSpec:
@@ -85,10 +67,10 @@ def resolve_data(data: str, meta: dict[str, Any]) -> DataSpec:
 def run_eval(cfg: EvalConfig, project: str | Path = "runs", name: str = "eval") -> EvalRun:
     """Evaluate ``cfg.weights`` on ``cfg.split`` of ``cfg.data`` and save ``runs/eval/<name>``."""
     project = Path(project)
-    weights = resolve_weights(cfg.weights, project)
+    weights = resolve_weights(cfg.weights)
     device = resolve_device(cfg.device)
     model, meta = load_inference_model(weights, device, cfg.masks, inference_threads(cfg.threads))
-    choice = resolve_operating_point(cfg.acc_conf, meta, "--acc-conf", default=EVAL_ACC_CONF)
+    choice = resolve_operating_point(cfg.acc_conf, meta, "--acc-conf")
     cfg = dataclasses.replace(cfg, acc_conf=choice.point.conf)
     log.info("%s (eval applies one threshold to every class)", choice.line("--acc-conf"))
     spec = resolve_data(cfg.data, meta)
@@ -132,6 +114,7 @@ def run_eval(cfg: EvalConfig, project: str | Path = "runs", name: str = "eval") 
     run_dir = increment_run_dir(project / "eval", name)
     atomic_write_json(run_dir / "results.json", report.results, indent=None)
     atomic_write_text(run_dir / "config.yaml", config_to_yaml(resolved))
+    diag, plots = write_diagnostics(run_dir, report.gts, report.preds, spec.names, cfg.acc_conf)
     summary = {
         "weights": str(weights.resolve()),
         "data": str(spec.yaml_path),
@@ -143,6 +126,7 @@ def run_eval(cfg: EvalConfig, project: str | Path = "runs", name: str = "eval") 
         "run_dir": str(run_dir.resolve()),
         "results_file": str((run_dir / "results.json").resolve()),
         **report.as_dict(),
+        "diagnostics": {**diag.as_dict(spec.names), "files": {k: str(v) for k, v in plots.items()}},
     }
     mask_report = None
     if segm_gt is not None:

@@ -25,7 +25,7 @@ from fabricnms.model.types import Detections
 
 @dataclass
 class EvalReport:
-    """Everything one evaluation produced. ``results`` is the COCO results list."""
+    """One evaluation: ``results`` the COCO results list, ``gts`` / ``preds`` the boxes scored."""
 
     coco: CocoEvalResult
     tianchi: TianchiResult
@@ -36,6 +36,8 @@ class EvalReport:
     instances: np.ndarray  # [C] ground-truth boxes per class
     images_per_class: np.ndarray  # [C] frames containing the class
     seconds: float
+    gts: list[FrameBoxes]
+    preds: list[FrameBoxes]
 
     def class_rows(self) -> list[dict[str, Any]]:
         """Per-class table rows: boxes, images, COCO AP/AP50/AP75, Tianchi AP, and recall and
@@ -167,10 +169,8 @@ def score_detections(
     nc = len(names)
     tianchi = tianchi_metrics(gts, preds, nc, acc_conf=acc_conf)
     coco = coco_eval(restrict_images(gt_coco, {f.image_id for f in frames}), results)
-    instances = np.zeros(nc, dtype=np.int64)
     images_per_class = np.zeros(nc, dtype=np.int64)
     for f in frames:
-        np.add.at(instances, f.labels, 1)
         images_per_class[np.unique(f.labels)] += 1
     return EvalReport(
         coco=coco,
@@ -179,9 +179,11 @@ def score_detections(
         names=tuple(names),
         num_frames=len(frames),
         num_defective_frames=sum(1 for f in frames if len(f.labels)),
-        instances=instances,
+        instances=tianchi.num_gt,
         images_per_class=images_per_class,
         seconds=seconds,
+        gts=gts,
+        preds=preds,
     )
 
 

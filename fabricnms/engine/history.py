@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fabricnms.io import atomic_write_bytes, atomic_write_text
+from fabricnms.engine.plots import integer_ticks, pyplot, save_png
+from fabricnms.io import atomic_write_text
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -50,16 +51,10 @@ def _series(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[f
 
 
 def plot_history(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Path]:
-    """Write ``loss.png`` (training loss terms) and ``metrics.png`` (validation) to ``out_dir``.
-
-    Returns the files written (none when there is nothing to plot).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
+    """Write ``loss.png`` (training loss terms) and ``metrics.png`` (validation) to ``out_dir``,
+    one panel per column against whole-number epochs. Returns the files written (none when
+    there is nothing to plot)."""
+    plt = pyplot()
     columns = _columns(rows)
     written = []
     for file_name, prefix, title in (
@@ -80,12 +75,9 @@ def plot_history(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Pa
             ax.plot(xs, ys, marker="o", markersize=3)
             ax.set_title(key, fontsize=9)
             ax.set_xlabel("epoch", fontsize=8)
+            integer_ticks(ax)
             ax.grid(alpha=0.3)
         fig.suptitle(title)
         fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100)
-        plt.close(fig)
-        atomic_write_bytes(out_dir / file_name, buffer.getvalue())
-        written.append(out_dir / file_name)
+        written.append(save_png(fig, Path(out_dir) / file_name))
     return written

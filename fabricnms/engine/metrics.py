@@ -67,7 +67,7 @@ class TianchiResult:
         }
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU ``[N, 4] x [M, 4] -> [N, M]`` via :func:`fabricnms.model.boxes.pairwise_iou`."""
     import torch
 
@@ -135,7 +135,7 @@ def class_curve(
     scores = np.concatenate([d[1] for d in dets])
     local = np.concatenate([np.arange(len(d[1])) for d in dets])
     order = np.argsort(-scores, kind="mergesort")
-    ious = [_iou(d[0], g) if len(d[1]) and len(g) else None for d, g in zip(dets, gts, strict=True)]
+    ious = [box_iou(d[0], g) if len(g) else None for d, g in zip(dets, gts, strict=True)]
     tp = np.zeros((len(order), len(thresholds)), dtype=bool)
     used = [np.zeros((len(g), len(thresholds)), dtype=bool) for g in gts]
     for rank, k in enumerate(order):
@@ -150,6 +150,21 @@ def class_curve(
     return ClassCurve(scores[order], tp, npos)
 
 
+def class_curves(
+    gts: Sequence[FrameBoxes], preds: Sequence[FrameBoxes], nc: int, ious: Sequence[float]
+) -> list[ClassCurve | None]:
+    """:func:`class_curve` of every class over aligned frames (``None``: no ground truth)."""
+    curves = []
+    for c in range(nc):
+        det_c = []
+        for p in preds:
+            sel = p.labels == c
+            scores = p.scores if p.scores is not None else np.ones(len(p.labels))
+            det_c.append((p.boxes[sel], scores[sel]))
+        curves.append(class_curve([g.boxes[g.labels == c] for g in gts], det_c, ious))
+    return curves
+
+
 def curve_ap(curve: ClassCurve | None, num_thresholds: int) -> np.ndarray:
     """VOC AP ``[T]`` of one class's :class:`ClassCurve`; NaN when there is no ground truth."""
     if curve is None:
@@ -158,16 +173,6 @@ def curve_ap(curve: ClassCurve | None, num_thresholds: int) -> np.ndarray:
         return np.zeros(num_thresholds)
     recall, precision = curve.recall_precision()
     return np.array([voc_ap(recall[:, t], precision[:, t]) for t in range(num_thresholds)])
-
-
-def class_ap(
-    gts: Sequence[np.ndarray],
-    dets: Sequence[tuple[np.ndarray, np.ndarray]],
-    iou_thresholds: Sequence[float],
-) -> np.ndarray:
-    """VOC AP of one class at each threshold, ``[T]`` (arguments as :func:`class_curve`); NaN
-    when there is no ground truth."""
-    return curve_ap(class_curve(gts, dets, iou_thresholds), len(iou_thresholds))
 
 
 def frame_accuracy(
@@ -199,17 +204,10 @@ def tianchi_metrics(
     at_conf = np.full((num_classes, 2), np.nan)  # recall, precision at IoU 0.5 and acc_conf
     t50 = int(np.argmin(np.abs(np.asarray(iou_thresholds) - 0.5)))
     num_gt = np.zeros(num_classes, dtype=np.int64)
-    for c in range(num_classes):
-        gt_c = [g.boxes[g.labels == c] for g in gts]
-        det_c = []
-        for p in preds:
-            sel = p.labels == c
-            scores = p.scores if p.scores is not None else np.ones(len(p.labels))
-            det_c.append((p.boxes[sel], scores[sel]))
-        num_gt[c] = sum(len(g) for g in gt_c)
-        curve = class_curve(gt_c, det_c, iou_thresholds)
+    for c, curve in enumerate(class_curves(gts, preds, num_classes, iou_thresholds)):
         ap[c] = curve_ap(curve, len(iou_thresholds))
         if curve is not None:
+            num_gt[c] = curve.npos
             at_conf[c] = curve.at_conf(acc_conf, t50)
     present = num_gt > 0
     per_iou = ap[present].mean(axis=0) if present.any() else np.zeros(len(iou_thresholds))
