@@ -32,8 +32,9 @@ def test_synth_convert_train_eval(tmp_path: Path) -> None:
         )
     )
     assert Path(train["best"]).is_file() and train["epochs"] == 2
-    # eval finds the newest best.pt under --project and the dataset stored in it
-    report = json.loads(_ok(["eval", "--project", str(runs), "--tile", "256", "--json"]))
+    # eval reads the dataset stored in the checkpoint
+    args = ["eval", "--weights", train["best"], "--project", str(runs), "--tile", "256", "--json"]
+    report = json.loads(_ok(args))
     assert report["weights"] == train["best"]
     assert report["data"] == str((coco / "dataset.yaml").resolve())
     val = json.loads((coco / "annotations" / "instances_val.json").read_text())
