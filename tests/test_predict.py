@@ -270,7 +270,7 @@ def test_fail_exit_code(tmp_path: Path, weights: dict[str, Path]) -> None:
     assert "caveat: scale assumed" in lenient.stderr  # no --px-per-mm
     strictest = invoke(*base, "--max-points", "1e9", "--fail-on-provisional")
     assert strictest.exit_code == 3 and "provisional (--fail-on-provisional)" in strictest.stderr
-    measured = [*base, "--max-points", "1e9", "--px-per-mm", "2", "--roll"]
+    measured = [*base, "--max-points", "1e9", "--px-per-mm", "2", "--roll", "--conf", "0.25"]
     assert invoke(*measured, "--fail-on-provisional").exit_code == 0
 
 

@@ -100,13 +100,14 @@ def test_predict_states_its_assumptions(tmp_path: Path) -> None:
         "calibration_assumed",
         "roll_assumed",
         "no_detections",
+        "no_operating_point",  # neither the model nor --conf gave the threshold
     ]
     assert result.summary["px_per_mm_assumed"] is True
     config = yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())
     assert config["calibrated"] is False and config["report_info"]["lot"] == "L9"
     report = json.loads((tmp_path / "out" / "roll_report.json").read_text())
     assert report["summary"]["caveats"] == roll["caveats"] and report["roll"]["lot"] == "L9"
-    told = PredictConfig(sources=[str(folder)], overlays=False, roll=True, px_per_mm=2.0)
+    told = PredictConfig([str(folder)], conf=0.25, overlays=False, roll=True, px_per_mm=2.0)
     told.calibrated = True
     again = run_predict(told, out=tmp_path / "o2", model=DarkBoxDetector(), class_names=NAMES)
     assert [c["code"] for c in again.summary["roll"]["caveats"]] == ["no_detections"]

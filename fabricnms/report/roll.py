@@ -196,7 +196,6 @@ class RollReport:
                 "defects": len(self.defects),
                 "graded_defects": sum(d.grade.excluded is None for d in self.defects),
                 "defects_by_class": dict(sorted(counts.items())),
-                "caveats": list(self.caveats),
             },
             "defects": [d.to_dict() for d in self.defects],
             "frames": [
