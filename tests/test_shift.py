@@ -131,8 +131,10 @@ def test_predict_writes_fabric_shift_and_warns_once_on_unknown_fabric(tiny, tmp_
         assert res.summary["conf"] == point.conf
         roll = json.loads((res.out_dir / "roll_report.json").read_text())
         if family == "known":
-            assert shift["warning"] is None and roll["summary"]["caveats"] == []
+            codes = [c["code"] for c in roll["summary"]["caveats"]]
+            assert shift["warning"] is None and "fabric_shift" not in codes
         else:
             assert shift["warning"] == SHIFT_WARNING
-            assert roll["summary"]["caveats"] == [SHIFT_WARNING]
+            shifts = [c for c in roll["summary"]["caveats"] if c["code"] == "fabric_shift"]
+            assert shifts == [{"code": "fabric_shift", "message": SHIFT_WARNING}]
             assert SHIFT_WARNING.split(":")[0] in (res.out_dir / "roll_report.html").read_text()

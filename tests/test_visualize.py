@@ -17,8 +17,9 @@ from fabricnms.engine.writers import ResultWriter
 from fabricnms.errors import FabricError
 from fabricnms.model.types import Detections
 from fabricnms.report.batch import render_frame
+from fabricnms.report.compose import contact_sheet
 from fabricnms.report.labels import FrameLabels, load_labels
-from fabricnms.report.overlay import contact_sheet, draw_boxes, style_for
+from fabricnms.report.overlay import draw_boxes, style_for
 from fabricnms.report.palette import FN_BGR, FP_BGR, TP_BGR, class_bgr
 
 runner = CliRunner()

@@ -65,16 +65,23 @@ def predict(
         ),
     ] = None,
     conf: Annotated[
-        float | None,
+        list[str] | None,
         typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Keep detections scoring at least this (use 0.001 for a COCO mAP submission). "
-            "Default: the checkpoint's calibrated operating point, else 0.25.",
+            help="Keep detections scoring at least this (0.001 for a COCO mAP submission); "
+            "CLASS=SCORE sets one class (repeatable: --conf 0.3 --conf hole=0.5). Default: the "
+            "checkpoint's calibrated operating point, else 0.25.",
             show_default=False,
             rich_help_panel=_DET,
         ),
     ] = None,
+    classes: Annotated[
+        str,
+        typer.Option(
+            help="Keep only these classes (comma list, e.g. hole,stain).",
+            show_default=False,
+            rich_help_panel=_DET,
+        ),
+    ] = "",
     nms: Annotated[
         str,
         typer.Option(help=f"Postprocess: {', '.join(NMS_METHODS)}.", rich_help_panel=_DET),
@@ -239,6 +246,8 @@ def predict(
 
     from fabricnms.cli.predict_summary import render_summary
     from fabricnms.engine.predict import PredictConfig, run_predict
+    from fabricnms.engine.thresholds import parse_classes, parse_conf
+    from fabricnms.errors import FabricError
     from fabricnms.log import console, print_json
     from fabricnms.report.calibration import DEFAULT_PX_PER_MM
 
@@ -248,10 +257,16 @@ def predict(
         raise typer.BadParameter(
             "needs --out DIR, the folder of the run to continue", param_hint="--resume"
         )
+    try:
+        base_conf, per_class = parse_conf(conf)
+    except FabricError as exc:
+        raise typer.BadParameter(str(exc).split(": ", 1)[1], param_hint="--conf") from None
     cfg = PredictConfig(
         sources=list(sources),
         weights="" if weights is None else str(weights),
-        conf=conf,
+        conf=base_conf,
+        per_class_conf=per_class,
+        classes=parse_classes(classes),
         nms=nms,
         max_det=max_det,
         iou=iou,

@@ -57,6 +57,7 @@ from fabricnms.engine.sources import (
     read_frame_rgb,
     shard_slice,
 )
+from fabricnms.engine.thresholds import apply_overrides
 from fabricnms.engine.tiling import TileSettings, detect_frames
 from fabricnms.engine.writers import FORMATS, ResultWriter
 from fabricnms.errors import FabricError
@@ -81,6 +82,7 @@ _RESUME_KEYS = (
     "nms",
     "conf",
     "per_class_conf",
+    "classes",
     "max_det",
     "iou",
     "agnostic",
@@ -114,6 +116,7 @@ class PredictConfig:
     weights: str = ""
     conf: float | None = None
     per_class_conf: dict[str, float] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
     nms: str = "dnms"
     max_det: int = 300
     iou: float = 0.5
@@ -281,6 +284,7 @@ def run_predict(
         if cfg.masks:
             require_mask_branch(model, weights_str or "the model")
     choice = resolve_operating_point(cfg.conf, meta)
+    choice = apply_overrides(choice, cfg.per_class_conf, cfg.classes, class_names)
     fabric = stats_from_meta(meta)
     roll = cfg.roll
     if roll is None:

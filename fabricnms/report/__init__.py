@@ -6,5 +6,5 @@ pure functions), ``roll`` (frames -> roll positions, cross-frame joining, the ro
 ``caveats`` (what a verdict rests on unchecked), ``html`` (the self-contained
 ``roll_report.html``), ``roll_files`` (writing the report files), ``palette`` (class colours),
 ``labels`` (reading COCO / Tianchi annotation and result files for drawing), ``overlay`` (cv2
-drawing).
+drawing), ``label_layout`` (label placement), ``compose`` (sheets, side by side, thumbnails).
 """

@@ -21,15 +21,10 @@ from fabricnms.engine.sources import discover_frames
 from fabricnms.errors import FabricError
 from fabricnms.io import atomic_write_bytes
 from fabricnms.log import get_logger
+from fabricnms.report.compose import contact_sheet, fit, side_by_side, titled
+from fabricnms.report.label_layout import Rect
 from fabricnms.report.labels import FrameLabels, LabelSet
-from fabricnms.report.overlay import (
-    contact_sheet,
-    draw_boxes,
-    draw_compare,
-    fit,
-    side_by_side,
-    titled,
-)
+from fabricnms.report.overlay import DrawStyle, draw_boxes, draw_compare, shown_style
 
 log = get_logger("visualize")
 
@@ -76,12 +71,14 @@ def render_frame(
     mode: str,
     class_names: list[str],
     iou_threshold: float = 0.5,
+    style: DrawStyle | None = None,
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Draw one frame. ``overlay``: ground truth (white, thin, ``GT`` labels when predictions
     are drawn too, class colours otherwise) and predictions in class colours; ``compare``:
     TP green / FP red / FN yellow; ``side-by-side``: ground truth left, predictions right.
 
-    Returns the image and TP/FP/FN counts (zeros outside compare mode).
+    ``style``: line and label sizes (default: :func:`~fabricnms.report.overlay.style_for` the
+    frame). Returns the image and TP/FP/FN counts (zeros outside compare mode).
     """
     counts = {"tp": 0, "fp": 0, "fn": 0}
     if mode == "compare":
@@ -95,25 +92,26 @@ def render_frame(
             pred.scores or [],
             class_names,
             iou_threshold,
+            style,
         )
+
+    taken: list[Rect] = []  # labels placed so far: predictions avoid the GT names
 
     def draw_gt(img: np.ndarray, plain: bool) -> np.ndarray:
         assert gt is not None
         colors = None if plain else [GT_BGR] * len(gt.boxes)
-        prefix = "" if plain else "GT "
-        return draw_boxes(
-            img, gt.boxes, gt.labels, class_names, None, gt.segmentations, colors, prefix, not plain
-        )
+        return draw_boxes(img, gt.boxes, gt.labels, class_names, None, gt.segmentations, colors,
+                          "" if plain else "GT ", not plain, style, taken)  # fmt: skip
 
     def draw_pred(img: np.ndarray) -> np.ndarray:
         assert pred is not None
-        return draw_boxes(
-            img, pred.boxes, pred.labels, class_names, pred.scores, pred.segmentations
-        )
+        return draw_boxes(img, pred.boxes, pred.labels, class_names, pred.scores,
+                          pred.segmentations, style=style, taken=taken)  # fmt: skip
 
     if mode == "side-by-side":
         assert gt is not None and pred is not None
         left = titled(draw_gt(image, True), f"ground truth: {len(gt.boxes)}")
+        taken.clear()
         right = titled(draw_pred(image), f"predictions: {len(pred.boxes)}")
         return side_by_side(left, right), counts
     out = image
@@ -168,26 +166,26 @@ def visualize_batch(
 
     for src, name in zip(sources, output_names(sources), strict=True):
         target = out_dir / name
-        drawn: np.ndarray | None = None
-        if target.exists() and not overwrite:
+        kept = target.exists() and not overwrite
+        image = cv2.imread(str(src), cv2.IMREAD_COLOR) if grid or not kept else None
+        gt = annotations.get(src.name) if annotations else None
+        pred = predictions.get(src.name).above(conf) if predictions else None
+        if kept:
             summary.kept += 1
-            if grid:
-                drawn = cv2.imread(str(target), cv2.IMREAD_COLOR)
+        elif image is None:
+            log.warning("%s: unreadable image, skipped", src)
+            summary.unreadable.append(str(src))
         else:
-            image = cv2.imread(str(src), cv2.IMREAD_COLOR)
-            if image is None:
-                log.warning("%s: unreadable image, skipped", src)
-                summary.unreadable.append(str(src))
-            else:
-                gt = annotations.get(src.name) if annotations else None
-                pred = predictions.get(src.name).above(conf) if predictions else None
-                drawn, counts = render_frame(image, gt, pred, mode, class_names, iou_threshold)
-                for k, v in counts.items():
-                    summary.outcomes[k] += v
-                write_jpeg(target, drawn)
-                summary.drawn += 1
-        if grid and drawn is not None:
-            sheet.append((src.name, fit(drawn, SHEET_CELL_W, SHEET_CELL_W)))
+            drawn, counts = render_frame(image, gt, pred, mode, class_names, iou_threshold)
+            for k, v in counts.items():
+                summary.outcomes[k] += v
+            write_jpeg(target, drawn)
+            summary.drawn += 1
+        if grid and image is not None:  # drawn again with labels sized for the sheet's cell
+            shown = SHEET_CELL_W // (2 if mode == "side-by-side" else 1)
+            style = shown_style(*image.shape[:2], shown)
+            cell, _ = render_frame(image, gt, pred, mode, class_names, iou_threshold, style)
+            sheet.append((src.name, fit(cell, SHEET_CELL_W, SHEET_CELL_W)))
             if len(sheet) == grid:
                 flush_sheet()
         if advance is not None:

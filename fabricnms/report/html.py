@@ -64,7 +64,7 @@ def defect_thumbnails(report: RollReport, max_thumbnails: int) -> dict[int, str]
     """
     import cv2
 
-    from fabricnms.report.overlay import crop_thumbnail
+    from fabricnms.report.compose import crop_thumbnail
 
     chosen = sorted(report.defects, key=lambda d: -d.score)[: max(0, max_thumbnails)]
     by_frame: dict[str, list[Any]] = {}

@@ -1,4 +1,4 @@
-"""cv2 drawing: class-coloured boxes with labels, masks, TP/FP/FN colouring, contact sheets.
+"""cv2 drawing: class-coloured boxes with labels that do not hide each other, masks, TP/FP/FN.
 
 Images are ``uint8 [H, W, 3]`` BGR arrays as cv2 reads them; boxes are xyxy pixels of that
 image; labels are 0-based class indices. Line and font sizes follow the frame size
@@ -8,7 +8,6 @@ screen. Every function returns a new image and leaves its input untouched.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fabricnms.report.label_layout import Rect, place_labels
 from fabricnms.report.palette import FN_BGR, FP_BGR, TP_BGR, class_bgr, text_bgr
 
 Box = tuple[float, float, float, float]
@@ -45,18 +45,30 @@ def style_for(height: int, width: int) -> DrawStyle:
     )
 
 
-def _put_label(img: np.ndarray, text: str, x: int, y: int, color: BGR, style: DrawStyle) -> None:
-    """Filled label box with its bottom-left at (x, y), moved inside the image."""
+def shown_style(height: int, width: int, shown_width: int) -> DrawStyle:
+    """Style for an image that will be shown ``shown_width`` px wide (a contact-sheet cell):
+    after the downscale, 2 px lines and labels about 12 px tall."""
+    k = max(width, 1) / shown_width
+    return DrawStyle(max(1, round(2 * k)), 0.45 * k, max(1, round(1.2 * k)))
+
+
+def label_size(text: str, style: DrawStyle) -> tuple[int, int]:
+    """``(w, h)`` in px of the filled label box of ``text``."""
     (tw, th), base = cv2.getTextSize(text, FONT, style.font_scale, style.font_thickness)
     pad = max(2, style.thickness)
-    h, w = img.shape[:2]
-    x = int(min(max(x, 0), max(w - tw - 2 * pad, 0)))
-    y = int(min(max(y, th + base + 2 * pad), h))
-    cv2.rectangle(img, (x, y - th - base - 2 * pad), (x + tw + 2 * pad, y), color, cv2.FILLED)
+    return tw + 2 * pad, th + base + 2 * pad
+
+
+def _put_label(img: np.ndarray, text: str, rect: Rect, color: BGR, style: DrawStyle) -> None:
+    """Filled label box ``rect`` (from :func:`label_size` / the layout) with ``text`` in it."""
+    x1, y1, x2, y2 = rect
+    pad = max(2, style.thickness)
+    base = cv2.getTextSize(text, FONT, style.font_scale, style.font_thickness)[1]
+    cv2.rectangle(img, (x1, y1), (x2 - 1, y2 - 1), color, cv2.FILLED)
     cv2.putText(
         img,
         text,
-        (x + pad, y - base - pad),
+        (x1 + pad, y2 - base - pad),
         FONT,
         style.font_scale,
         text_bgr(color),
@@ -100,24 +112,35 @@ def draw_boxes(
     colors: Sequence[BGR] | None = None,
     prefix: str = "",
     thin: bool = False,
+    style: DrawStyle | None = None,
+    taken: list[Rect] | None = None,
 ) -> np.ndarray:
     """Boxes with ``"<prefix><class> <score>"`` labels, coloured by class unless ``colors``
-    gives one colour per box; masks from ``segmentations`` are blended in first."""
+    gives one colour per box; masks from ``segmentations`` are blended in first. Labels are
+    laid out highest score first so that none hides another (:mod:`.label_layout`), nor any
+    rectangle of ``taken`` (which receives these labels); higher-scoring ones are drawn last."""
     out = image.copy()
     h, w = out.shape[:2]
-    style = style_for(h, w)
+    style = style or style_for(h, w)
     thickness = max(1, style.thickness // 2) if thin else style.thickness
     cols = list(colors) if colors is not None else [class_bgr(c) for c in labels]
     for seg, color in zip(segmentations or [None] * len(boxes), cols, strict=True):
         mask = decode_segmentation(seg, h, w)
         if mask is not None:
             blend_mask(out, mask, color)
-    for i, (box, label) in enumerate(zip(boxes, labels, strict=True)):
-        x1, y1, x2, y2 = (round(v) for v in box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), cols[i], thickness, cv2.LINE_8)
+    order = sorted(range(len(boxes)), key=lambda i: -scores[i]) if scores else range(len(boxes))
+    texts = {}
+    for i in order:
+        label = labels[i]
         name = class_names[label] if 0 <= label < len(class_names) else str(label + 1)
-        text = f"{prefix}{name}" + (f" {scores[i]:.2f}" if scores is not None else "")
-        _put_label(out, text, x1, y1, cols[i], style)
+        texts[i] = f"{prefix}{name}" + (f" {scores[i]:.2f}" if scores is not None else "")
+    sizes = [label_size(texts[i], style) for i in order]
+    rects = place_labels([boxes[i] for i in order], sizes, (w, h), taken)
+    for i in reversed(order):  # lowest score first: the best box and label end on top
+        x1, y1, x2, y2 = (round(v) for v in boxes[i])
+        cv2.rectangle(out, (x1, y1), (x2, y2), cols[i], thickness, cv2.LINE_8)
+    for i, rect in reversed(list(zip(order, rects, strict=True))):
+        _put_label(out, texts[i], rect, cols[i], style)
     return out
 
 
@@ -167,8 +190,11 @@ def draw_compare(
     pred_scores: Sequence[float],
     class_names: Sequence[str],
     iou_threshold: float = 0.5,
+    style: DrawStyle | None = None,
 ) -> tuple[np.ndarray, dict[str, int]]:
-    """TP green, FP red (predictions), FN yellow (missed ground truth), plus a count legend.
+    """TP green, FP red (predictions), FN yellow (missed ground truth), plus a count legend
+    (bottom left). The legend and the missed boxes' names are placed first, so no prediction
+    label covers them.
 
     Returns the image and ``{"tp", "fp", "fn"}``.
     """
@@ -176,120 +202,25 @@ def draw_compare(
         gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores, iou_threshold
     )
     missed = [i for i, f in enumerate(found) if not f]
-    out = draw_boxes(
-        image,
-        [gt_boxes[i] for i in missed],
-        [gt_labels[i] for i in missed],
-        class_names,
-        colors=[FN_BGR] * len(missed),
-        prefix="FN ",
-    )
-    out = draw_boxes(
-        out,
-        pred_boxes,
-        pred_labels,
-        class_names,
-        scores=pred_scores,
-        colors=[TP_BGR if t else FP_BGR for t in tp],
-    )
     counts = {"tp": sum(tp), "fp": len(tp) - sum(tp), "fn": len(missed)}
-    style = style_for(*out.shape[:2])
-    x = 0
+    style = style or style_for(*image.shape[:2])
+    legend, taken, x = [], [], 0
     for key, color in (("tp", TP_BGR), ("fp", FP_BGR), ("fn", FN_BGR)):
         text = f"{key.upper()} {counts[key]}"
-        _put_label(out, text, x, out.shape[0], color, style)
-        x += cv2.getTextSize(text, FONT, style.font_scale, style.font_thickness)[0][0] + 6 * (
-            style.thickness + 2
-        )
+        lw, lh = label_size(text, style)
+        legend.append((text, (x, image.shape[0] - lh, x + lw, image.shape[0]), color))
+        taken.append(legend[-1][1])
+        x += lw + 4 * (style.thickness + 2)
+    fn_boxes, fn_labels = [gt_boxes[i] for i in missed], [gt_labels[i] for i in missed]
+    fn_colors = [FN_BGR] * len(missed)
+    out = draw_boxes(image, fn_boxes, fn_labels, class_names, None, None, fn_colors, "FN ",
+                     style=style, taken=taken)  # fmt: skip
+    colors = [TP_BGR if t else FP_BGR for t in tp]
+    out = draw_boxes(out, pred_boxes, pred_labels, class_names, pred_scores, None, colors,
+                     style=style, taken=taken)  # fmt: skip
+    fn_rects = taken[len(legend) : len(legend) + len(missed)]
+    for label, rect in zip(fn_labels, fn_rects, strict=True):  # over the prediction boxes too
+        _put_label(out, f"FN {class_names[label]}", rect, FN_BGR, style)
+    for text, rect, color in legend:
+        _put_label(out, text, rect, color, style)
     return out, counts
-
-
-def titled(image: np.ndarray, title: str) -> np.ndarray:
-    """``image`` with a dark title bar above it."""
-    h, w = image.shape[:2]
-    style = style_for(h, w)
-    (_, th), base = cv2.getTextSize(title, FONT, style.font_scale, style.font_thickness)
-    bar = np.full((th + base + 4 * style.thickness + 8, w, 3), 32, np.uint8)
-    cv2.putText(
-        bar,
-        title,
-        (8, th + 2 * style.thickness + 4),
-        FONT,
-        style.font_scale,
-        (255, 255, 255),
-        style.font_thickness,
-        cv2.LINE_AA,
-    )
-    return np.vstack([bar, image])
-
-
-def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 8) -> np.ndarray:
-    """Two images next to each other on a dark background (heights may differ)."""
-    h = max(left.shape[0], right.shape[0])
-    canvas = np.full((h, left.shape[1] + gap + right.shape[1], 3), 32, np.uint8)
-    canvas[: left.shape[0], : left.shape[1]] = left
-    canvas[: right.shape[0], left.shape[1] + gap :] = right
-    return canvas
-
-
-def fit(image: np.ndarray, max_w: int, max_h: int) -> np.ndarray:
-    """Downscale (never upscale) to fit ``max_w x max_h`` keeping the aspect ratio."""
-    h, w = image.shape[:2]
-    s = min(max_w / w, max_h / h, 1.0)
-    if s >= 1.0:
-        return image
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
-def contact_sheet(
-    tiles: Sequence[tuple[str, np.ndarray]], columns: int, cell_w: int = 480
-) -> np.ndarray:
-    """Grid of captioned thumbnails, ``columns`` per row, each ``cell_w`` px wide."""
-    if not tiles:
-        raise ValueError("contact_sheet needs at least one image")
-    aspect = max(t.shape[0] / t.shape[1] for _, t in tiles)
-    cell_h = max(1, round(cell_w * aspect))
-    caption_h = 24
-    rows = math.ceil(len(tiles) / columns)
-    sheet = np.full((rows * (cell_h + caption_h), columns * cell_w, 3), 24, np.uint8)
-    for n, (name, img) in enumerate(tiles):
-        r, c = divmod(n, columns)
-        thumb = fit(img, cell_w - 4, cell_h - 4)
-        y0, x0 = r * (cell_h + caption_h), c * cell_w
-        sheet[y0 : y0 + thumb.shape[0], x0 : x0 + thumb.shape[1]] = thumb
-        cv2.putText(
-            sheet,
-            name[:48],
-            (x0 + 4, y0 + cell_h + 17),
-            FONT,
-            0.5,
-            (230, 230, 230),
-            1,
-            cv2.LINE_AA,
-        )
-    return sheet
-
-
-def crop_thumbnail(
-    image: np.ndarray, box: Box, color: BGR, max_w: int = 220, max_h: int = 160
-) -> np.ndarray:
-    """A crop around ``box`` (with context, aspect at most 4:1 where the frame allows) with
-    the box outlined, fitted into ``max_w x max_h``."""
-    h, w = image.shape[:2]
-    x1, y1, x2, y2 = box
-    bw, bh = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
-    margin = 0.25 * max(bw, bh) + 16
-    cw, ch = bw + 2 * margin, bh + 2 * margin
-    cw, ch = max(cw, ch / 4), max(ch, cw / 4)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    left = int(max(0, min(cx - cw / 2, w - cw)))
-    top = int(max(0, min(cy - ch / 2, h - ch)))
-    right, bottom = int(min(w, left + math.ceil(cw))), int(min(h, top + math.ceil(ch)))
-    crop = image[top:bottom, left:right].copy()
-    scale = min(max_w / crop.shape[1], max_h / crop.shape[0], 1.0)
-    line = max(1, round(2 / scale))
-    p1 = (round(x1 - left), round(y1 - top))
-    p2 = (round(x2 - left), round(y2 - top))
-    cv2.rectangle(crop, p1, p2, color, line, cv2.LINE_8)
-    return fit(crop, max_w, max_h)
