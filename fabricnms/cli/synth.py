@@ -33,6 +33,13 @@ class Geometry(str, Enum):
     v1 = "v1"
 
 
+class Fabrics(str, Enum):
+    """Which fabric looks the frames draw from."""
+
+    mixed = "mixed"
+    tianchi = "tianchi"
+
+
 class Difficulty(str, Enum):
     """Defect contrast and size."""
 
@@ -94,6 +101,16 @@ def synth(
             case_sensitive=False,
         ),
     ] = Geometry.real,
+    fabrics: Annotated[
+        Fabrics,
+        typer.Option(
+            "--fabrics",
+            help="mixed: a fabric family per frame (Tianchi twill, dark denim, grey greige with "
+            "selvedge, line-scan strips, factory grey); tianchi: the Tianchi twill look only "
+            "(rolls always use it).",
+            case_sensitive=False,
+        ),
+    ] = Fabrics.mixed,
     workers: Annotated[
         int, typer.Option("--workers", "-w", help="Worker processes (output is identical).", min=1)
     ] = 1,
@@ -148,6 +165,7 @@ def synth(
         difficulty=difficulty.value,
         masks=masks,
         class_prior=class_prior.value,
+        fabrics=fabrics.value,
         layout=layout.value,
         geometry=geometry.value,
         backgrounds=tuple(str(p) for p in discover_frames(background)) if background else (),
