@@ -3,7 +3,11 @@
 Run::
 
     python benchmarks/realism.py ../shared/real/*/ [--synth DIR | --synth-frames 60 \\
-        --synth-seed 0 --synth-arg=--difficulty=normal ...] [--window 256] [--per-frame 8]
+        --synth-seed 0 --synth-arg=--difficulty=normal ...] [--window 256] [--per-frame 8] \
+        [--tsv ../shared/reference/tianchi_round1_boxes.tsv]
+
+With ``--tsv`` it first prints the per-category box geometry, real vs synthetic, with pass /
+fail against the issue's bounds (:func:`geometry_table`, ``benchmarks/synth_geometry.py``).
 
 Real windows are cut from the frames of every ``REAL`` folder (the frames ``predict`` would
 find there; real frames are never committed), synthetic windows from the frames of a
@@ -248,8 +252,22 @@ def _synth_frames(args: argparse.Namespace, tmp: str) -> list[Path]:
     cmd = [sys.executable, "-m", "fabricnms", "synth", str(out), "--images", str(args.synth_frames)]
     cmd += ["--seed", str(args.synth_seed), *args.synth_arg]
     print("synthetic frames: " + " ".join(cmd[1:]), file=sys.stderr)
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"synth failed: {done.stderr.strip().splitlines()[-1:]}")
     return discover_frames([str(out)], recursive=True)
+
+
+def geometry_table(tsv: str, release: str) -> str:
+    """The per-category box geometry real vs synthetic with its pass / fail against the
+    issue's bounds: ``benchmarks/synth_geometry.py`` on the release ``release`` (``--synth``)
+    or, without one, on 200,000 boxes of the generator's own sampler (what ``synth`` draws)."""
+    script = Path(__file__).with_name("synth_geometry.py")
+    cmd = [sys.executable, str(script), tsv, *(["--release", release] if release else [])]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"synth_geometry failed: {done.stderr.strip().splitlines()[-1:]}")
+    return done.stdout
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -323,7 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--l2", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tsv", default="", help="tianchi_round1_boxes.tsv: also print the geometry table"
+    )
     args = parser.parse_args(argv)
+    if args.tsv:
+        print(geometry_table(args.tsv, args.synth))
     print(render(run(args), args))
     return 0
 

@@ -8,14 +8,14 @@ cd "$(dirname "$0")/.."
 work=${1:-work/default_model}
 
 # Stage 1: the CPU recipe (examples/cpu_recipe.yaml): 400 Tianchi-prior frames, seed 0.
-fabricnms synth "$work/recipe_synth" --images 400 --seed 0 --difficulty easy --workers 2
+fabricnms synth "$work/recipe_synth" --images 400 --seed 0 --difficulty easy --fabrics tianchi --workers 2
 fabricnms convert "$work/recipe_synth" "$work/recipe_coco" --val-fraction 0.1 --seed 0
 fabricnms train --data "$work/recipe_coco/dataset.yaml" --config examples/cpu_recipe.yaml \
     --name cpu --project "$work/runs"
 
 # Stage 2: continue on 1,600 uniform-prior frames, seed 7 (examples/default_model.yaml).
 fabricnms synth "$work/synth" --images 1600 --seed 7 --difficulty easy --class-prior uniform \
-    --normal-fraction 0.2 --workers 2
+    --normal-fraction 0.2 --fabrics tianchi --workers 2
 fabricnms convert "$work/synth" "$work/coco" --val-fraction 0.05 --seed 0
 fabricnms train --data "$work/coco/dataset.yaml" --config examples/default_model.yaml \
     --weights "$work/runs/train/cpu/weights/best.pt" --name default --project "$work/runs"
