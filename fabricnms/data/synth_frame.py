@@ -90,9 +90,8 @@ def _shifted(defect: SynthDefect, dx: int, pad: int) -> SynthDefect:
     x0, y0, x1, y1 = defect.box
     t0, u0, t1, u1 = defect.tight_box
     mask = np.pad(defect.mask, ((0, 0), (dx, pad - dx)))
-    return replace(
-        defect, box=(x0 + dx, y0, x1 + dx, y1), tight_box=(t0 + dx, u0, t1 + dx, u1), mask=mask
-    )
+    box = (round(x0 + dx, 2), y0, round(x1 + dx, 2), y1)  # annotations keep 2 decimals
+    return replace(defect, box=box, tight_box=(t0 + dx, u0, t1 + dx, u1), mask=mask)
 
 
 def render_frame(
