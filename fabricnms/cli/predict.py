@@ -12,7 +12,7 @@ from fabricnms.cli import nms_options
 from fabricnms.config import NMS_METHODS
 
 if TYPE_CHECKING:
-    from fabricnms.engine.predict import FrameEvent
+    from fabricnms.engine.predict_stream import FrameEvent
 
 THREADS_HELP = (
     "CPU inference threads; 0 = the cores the load average leaves idle (1 on a busy machine), "
@@ -339,7 +339,7 @@ def render_summary(summary: dict[str, Any], max_listed: int = 10) -> None:
 
     extra = [f"{len(summary['skipped'])} skipped"] if summary["skipped"] else []
     if summary["resumed"]:
-        extra.append(f"{summary['resumed']} done before (resumed)")
+        extra.append(f"{summary['resumed']} written before the resume")
     if summary["shard"]:
         extra.append(f"shard {summary['shard']} of {summary['discovered']} frames")
     by_class = ", ".join(f"{c} {n}" for c, n in summary["defects_by_class"].items())
@@ -349,7 +349,7 @@ def render_summary(summary: dict[str, Any], max_listed: int = 10) -> None:
         + f": {summary['frames_with_defects']} with defects, {summary['detections']} defects"
         + (f": {by_class}" if by_class else "")
     )
-    if summary["processed"]:
+    if summary["frames_per_second"]:  # this session processed frames
         ms = summary["ms_per_frame"]
         speed = (
             f"Speed per frame: {ms['preprocess']:.1f} ms preprocess, {ms['inference']:.1f} ms "

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from fabricnms.data.classes import class_names as default_class_names
+from fabricnms.data.frame_reader import FrameReadError, read_frame_bgr
 from fabricnms.engine.sources import discover_frames
 from fabricnms.errors import FabricError
 from fabricnms.io import atomic_write_bytes
@@ -174,9 +175,10 @@ def visualize_batch(
             if grid:
                 drawn = cv2.imread(str(target), cv2.IMREAD_COLOR)
         else:
-            image = cv2.imread(str(src), cv2.IMREAD_COLOR)
-            if image is None:
-                log.warning("%s: unreadable image, skipped", src)
+            try:
+                image = read_frame_bgr(src)
+            except FrameReadError as exc:
+                log.warning("%s, skipped", exc)
                 summary.unreadable.append(str(src))
             else:
                 gt = annotations.get(src.name) if annotations else None
