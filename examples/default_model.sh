@@ -36,6 +36,9 @@ fabricnms train --data "$work/coco/dataset.yaml" --config examples/default_model
     --batch 4 --set warmup_epochs=0.2 --set val_interval=2 --name long768b --project "$work/runs"
 
 # Stage 3: the mask branch alone, on top of the frozen stage-2d detector (box-only losses).
+# (The shipped model was made before --set of a key with a flag was honoured: it validated on
+# all val frames, not 10. Validation does not change these weights: with freeze_detector the
+# last epoch is best.)
 fabricnms train --data "$work/coco/dataset.yaml" --weights "$work/runs/train/long768b/weights/last.pt" \
     --model-width n --set masks=true --set freeze_detector=true --epochs 3 --tile 512 --batch 8 \
     --workers 1 --device cpu --set val_interval=3 --set val_max_frames=10 \

@@ -52,7 +52,15 @@ def _parse_size(value: str, hint: str = "--size") -> tuple[int, int]:
     match = SIZE_PATTERN.match(value)
     if not match:
         raise typer.BadParameter(f"{value!r} is not WxH, e.g. 2446x1000", param_hint=hint)
-    return int(match.group(1)), int(match.group(2))
+    from fabricnms.data.frame_reader import MAX_FRAME_PIXELS
+
+    width, height = int(match.group(1)), int(match.group(2))
+    if width * height > MAX_FRAME_PIXELS:  # frames no command would read
+        raise typer.BadParameter(
+            f"{value!r} is over {MAX_FRAME_PIXELS} pixels, the largest frame fabricnms reads",
+            param_hint=hint,
+        )
+    return width, height
 
 
 def synth(

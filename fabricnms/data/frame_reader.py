@@ -12,9 +12,10 @@ dataset (train, eval).
 
 from __future__ import annotations
 
-import io
+import os
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -31,29 +32,54 @@ class FrameReadError(FabricError):
     """One frame could not be read (missing, unreadable, corrupt, too large, unsupported)."""
 
 
-def _check_header_size(data: np.ndarray, path: Path) -> None:
-    """Refuse a frame whose header declares more than :data:`MAX_FRAME_PIXELS` pixels.
-
-    The size comes from Pillow's lazy header parse (no pixel decoding). A header Pillow cannot
-    parse is left to OpenCV's decoder, which then accepts or refuses the file."""
+def _header_size(fh: BinaryIO, path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` from the header (Pillow's lazy parse, no pixel decoding), ``None``
+    when Pillow cannot parse it (OpenCV's decoder then accepts or refuses the file). A header
+    over :data:`MAX_FRAME_PIXELS` pixels is refused here."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data.tobytes())) as img:
+            with Image.open(fh) as img:
                 width, height = img.size
         size = f"{width}x{height}"
     except Image.DecompressionBombError:  # over Pillow's own limit, twice MAX_IMAGE_PIXELS
         width, height = MAX_FRAME_PIXELS + 1, 1
         size = f"over {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels"
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return
+        return None
     if width * height > MAX_FRAME_PIXELS:
         raise FrameReadError(
             f"{path}: image too large to decode (header says {size}; "
             f"the limit is {MAX_FRAME_PIXELS} pixels)"
         )
+    return width, height
+
+
+def check_frame_file(path: str | Path) -> tuple[int, int] | None:
+    """The reader's checks that need no decoding (a few KB read): the file exists and is not
+    empty, a JPEG ends with its end-of-image marker, the header is within
+    :data:`MAX_FRAME_PIXELS`. Returns the header's ``(width, height)`` (``None`` when only
+    OpenCV can parse it); raises :class:`FrameReadError` naming the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                raise FrameReadError(f"{path}: empty file")
+            if fh.read(2) == _JPEG_SOI:
+                fh.seek(max(0, size - _EOI_WINDOW))
+                if _JPEG_EOI not in fh.read():
+                    raise FrameReadError(f"{path}: truncated JPEG (no end-of-image marker)")
+            fh.seek(0)
+            return _header_size(fh, path)
+    except FileNotFoundError:
+        raise FrameReadError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise FrameReadError(f"{path}: is a folder, not an image") from None
+    except OSError as exc:
+        raise FrameReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def decode_image(path: str | Path) -> np.ndarray:
@@ -62,19 +88,12 @@ def decode_image(path: str | Path) -> np.ndarray:
     import cv2
 
     path = Path(path)
+    check_frame_file(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise FrameReadError(f"{path}: file not found") from None
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except OSError as exc:
         raise FrameReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if data.size == 0:
-        raise FrameReadError(f"{path}: empty file")
-    if data[:2].tobytes() == _JPEG_SOI and _JPEG_EOI not in data[-_EOI_WINDOW:].tobytes():
-        raise FrameReadError(f"{path}: truncated JPEG (no end-of-image marker)")
-    _check_header_size(data, path)
-    try:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         first = (str(exc).strip().splitlines() or ["decoder error"])[-1][:120]
         raise FrameReadError(f"{path}: cannot be decoded ({first})") from None

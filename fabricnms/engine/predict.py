@@ -51,7 +51,7 @@ from fabricnms.engine.shift import FabricStats, shift_summary, stats_from_meta
 from fabricnms.engine.sources import discover_frames, parse_shard, shard_slice
 from fabricnms.engine.tiling import TileSettings
 from fabricnms.engine.writers import FORMATS, ResultWriter
-from fabricnms.errors import FabricError
+from fabricnms.errors import FabricError, UsageError
 from fabricnms.io import atomic_write_json, atomic_write_text, increment_run_dir
 from fabricnms.log import get_logger
 from fabricnms.model.mask_infer import require_mask_branch
@@ -169,7 +169,7 @@ def _check_resume_config(out_dir: Path, resolved: dict[str, Any]) -> None:
 
 def _rules(cfg: PredictConfig) -> GradingRules:
     if cfg.grading not in GRADING_SYSTEMS:
-        raise FabricError(f"--grading {cfg.grading!r}: expected 4 or 10")
+        raise UsageError(f"--grading {cfg.grading!r}: expected 4 or 10")
     if cfg.max_points is None:
         return GradingRules(system=GRADING_SYSTEMS[cfg.grading])
     return GradingRules(
@@ -203,7 +203,7 @@ def run_predict(
         raise FabricError("--resume needs --out DIR: the folder of the run to continue")
     unknown = [f for f in cfg.formats if f not in FORMATS]
     if unknown:
-        raise FabricError(f"--format {unknown[0]!r}: expected any of {', '.join(FORMATS)}")
+        raise UsageError(f"--format {unknown[0]!r}: expected any of {', '.join(FORMATS)}")
     _rules(cfg)  # a bad --grading fails before any work
     all_frames, frames = select_frames(cfg)
     from fabricnms.engine.runtime import resolve_device

@@ -44,9 +44,9 @@ class RunLock:
     """
 
     def __init__(self, folder: str | Path, option: str = "--out") -> None:
+        self._fd: int | None = None
         self.folder = make_out_dir(folder, option)
         self.path = self.folder / LOCK_NAME
-        self._fd: int | None = None
 
     def acquire(self) -> RunLock:
         """Take the lock (idempotent within one holder)."""
@@ -87,6 +87,9 @@ class RunLock:
             os.unlink(self.path)
         os.close(self._fd)
         self._fd = None
+
+    def __del__(self) -> None:
+        self.release()
 
     def __enter__(self) -> RunLock:
         return self.acquire()

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from fabricnms.data.images import IMAGE_SUFFIXES, is_image_file
-from fabricnms.errors import FabricError
+from fabricnms.errors import FabricError, UsageError
 from fabricnms.io import natural_key
 
 LIST_SUFFIX = ".txt"
@@ -98,9 +98,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(v) for v in parts)
     except ValueError:
-        raise FabricError(f"--shard {text!r}: expected i/n, e.g. 0/4 (the first of 4)") from None
+        raise UsageError(f"--shard {text!r}: expected i/n, e.g. 0/4 (the first of 4)") from None
     if count < 1 or not 0 <= index < count:
-        raise FabricError(f"--shard {text!r}: need n >= 1 and 0 <= i <= n - 1")
+        raise UsageError(f"--shard {text!r}: need n >= 1 and 0 <= i <= n - 1")
     return index, count
 
 
