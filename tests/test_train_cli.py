@@ -15,7 +15,7 @@ from fabricnms.config import TrainConfig
 from fabricnms.engine import train as train_engine
 from fabricnms.engine.checkpoint import make_checkpoint, save_checkpoint
 from fabricnms.engine.run_lock import RunLock
-from fabricnms.engine.train_start import find_resume_checkpoint, load_resume_checkpoint
+from fabricnms.engine.train_start import check_resumable, find_resume_checkpoint
 from fabricnms.errors import FabricError
 
 runner = CliRunner()
@@ -105,9 +105,8 @@ def test_resume_latest_is_the_newest_run_not_the_newest_last_pt(tmp_path: Path) 
 def test_resuming_a_finished_run_is_refused(tmp_path: Path) -> None:
     path = _last_pt(tmp_path / "last.pt", 3, 3)
     with pytest.raises(FabricError, match="has finished all 3 epochs; nothing to resume"):
-        load_resume_checkpoint(str(path), tmp_path)
-    _last_pt(tmp_path / "half.pt", 1, 3)
-    assert load_resume_checkpoint(str(tmp_path / "half.pt"), tmp_path)[1]["epoch"] == 1
+        check_resumable(str(path), tmp_path)
+    check_resumable(str(_last_pt(tmp_path / "half.pt", 1, 3)), tmp_path)  # half done: fine
 
 
 def test_resume_of_a_running_run_is_refused(tmp_path: Path) -> None:

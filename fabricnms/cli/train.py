@@ -190,6 +190,10 @@ def train(
         "val_max_frames": val_max_frames,
     }
     cfg = load_config(TrainConfig, config, overrides, set_ or [])
+    if resume:
+        from fabricnms.engine.train_start import check_resumable
+
+        check_resumable(resume, project)
     result = run_training(cfg, project=project, name=name, resume=resume)
     if not result.is_main:
         return

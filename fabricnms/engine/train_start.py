@@ -3,7 +3,8 @@
 ``--resume latest`` is the newest run folder under ``<project>/train`` (by modification time;
 a run rewrites ``metrics.csv`` in it every epoch), not the newest ``last.pt`` anywhere: a run
 killed before its first checkpoint is then reported as such instead of silently resuming an
-older, finished run. Resuming a run that has finished all its epochs is refused too.
+older, finished run. ``train --resume`` of a run that has finished all its epochs is refused
+(:func:`check_resumable`).
 """
 
 from __future__ import annotations
@@ -85,18 +86,24 @@ def find_resume_checkpoint(resume: str, project: Path) -> Path:
 
 
 def load_resume_checkpoint(resume: str, project: Path) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint to resume (path, content); a finished run is refused."""
+    """The checkpoint to resume (path, content); one without training state is refused."""
     path = find_resume_checkpoint(resume, project)
     ckpt = ckpt_io.load_checkpoint(path)
     if "optimizer_state" not in ckpt or "train_config" not in ckpt:
         raise FabricError(f"--resume {resume}: {path} holds no training state (not a last.pt)")
+    return path, ckpt
+
+
+def check_resumable(resume: str, project: Path) -> None:
+    """``train --resume``: refuse a run that has finished all its epochs (nothing to do; the
+    engine itself allows it, for ``adapt --resume`` after an interrupted calibration)."""
+    path, ckpt = load_resume_checkpoint(resume, project)
     epochs = int(ckpt["train_config"].get("epochs", 0))
     if int(ckpt.get("epoch", 0)) >= epochs:
         raise FabricError(
             f"--resume {resume}: the run of {path} has finished all {epochs} epochs; nothing "
             "to resume (use --weights to train further in a new run)"
         )
-    return path, ckpt
 
 
 def check_classes(names: list[str], data_names: tuple[str, ...], source: str) -> None:
