@@ -55,7 +55,11 @@ def test_set_keys_that_also_have_flags_are_kept(
         (["--set", "lr=abc"], "error: --set lr: expected a number, got 'abc'"),
         (["--set", "tile=10"], "error: --set tile 10: out of range [64, 8192]"),
         (["--set", "epochs"], "error: --set 'epochs': expected KEY=VALUE"),
-        (["--nms", "bogus"], "error: --nms 'bogus': expected one of dnms, greedy, soft, none"),
+        (
+            ["--nms", "bogus"],
+            "error: --nms 'bogus': expected one of dnms, greedy, soft, none, greedy+merge, "
+            "soft+merge, dnms-no-merge",
+        ),
         (["--device", "tpu"], "error: --device 'tpu': expected auto, cpu, cuda or cuda:N"),
         (
             ["--resume", "latest", "--weights", "x.pt"],
