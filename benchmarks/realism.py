@@ -41,7 +41,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fabricnms.engine.sources import FrameReadError, discover_frames, read_frame_rgb
+from fabricnms.data.frame_reader import FrameReadError, read_frame_rgb
+from fabricnms.engine.sources import discover_frames
 
 #: Radial frequency band edges, cycles per pixel (0.707 = the spectrum's corner).
 BANDS = (0.0, 1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 0.3536, 0.7072)
