@@ -113,7 +113,7 @@ class Cache:
 
     @classmethod
     def load(cls, path: Path) -> Cache:
-        blob = torch.load(path, weights_only=False)
+        blob = torch.load(path, weights_only=True)
         frames = frames_from_coco(blob["gt"], Path("."), len(blob["names"]))
         cands = [
             Candidates(boxes=r["boxes"], **{k: r[k].float() for k in _HALF}) for r in blob["cands"]

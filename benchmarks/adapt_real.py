@@ -43,12 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from real_frames import FrameResult, RealSet, load_set, score_set
 
+from fabricnms.data.frame_reader import read_frame_rgb
 from fabricnms.engine.adapt import AdaptConfig, run_adapt
 from fabricnms.engine.calibrate import scan, scan_settings
 from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS, load_detector
 from fabricnms.engine.operating_point import resolve_operating_point
 from fabricnms.engine.shift import shift_summary, stats_from_meta
-from fabricnms.engine.sources import read_frame_rgb
 from fabricnms.report.records import FrameRecord
 
 #: Clean rectangles of a boxed set keep this far (px) from every labelled box.

@@ -141,7 +141,7 @@ def _real_frames(path: str, repeats: int) -> None:
     from fabricnms.model.dnms import DifferentiableNMS
     from fabricnms.model.postprocess import Candidates
 
-    blob = torch.load(path, weights_only=False)
+    blob = torch.load(path, weights_only=True)
     keys = ("scores_o2o", "scores_o2m", "quality", "embed")
     frames = [
         Candidates(boxes=r["boxes"], **{k: r[k].float() for k in keys}) for r in blob["cands"]

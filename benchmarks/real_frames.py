@@ -54,9 +54,10 @@ import cv2
 import numpy as np
 import torch
 
+from fabricnms.data.frame_reader import FrameReadError, read_frame_rgb
 from fabricnms.engine.masks import evaluate_masks, filled_box_rle, mask_iou_matrix
 from fabricnms.engine.predict import PredictConfig, resolve_weights
-from fabricnms.engine.sources import FrameReadError, discover_frames, read_frame_rgb
+from fabricnms.engine.sources import discover_frames
 from fabricnms.engine.tiling import TileSettings, detect_frames
 from fabricnms.errors import FabricError
 from fabricnms.io import read_json

@@ -8,14 +8,14 @@ cd "$(dirname "$0")/.."
 work=${1:-work/default_model}
 
 # Stage 1: the CPU recipe (examples/cpu_recipe.yaml): 400 Tianchi-prior frames, seed 0.
-fabricnms synth "$work/recipe_synth" --images 400 --seed 0 --difficulty easy --workers 2
+fabricnms synth "$work/recipe_synth" --images 400 --seed 0 --difficulty easy --fabrics tianchi --workers 2
 fabricnms convert "$work/recipe_synth" "$work/recipe_coco" --val-fraction 0.1 --seed 0
 fabricnms train --data "$work/recipe_coco/dataset.yaml" --config examples/cpu_recipe.yaml \
     --name cpu --project "$work/runs"
 
 # Stage 2: continue on 1,600 uniform-prior frames, seed 7 (examples/default_model.yaml).
 fabricnms synth "$work/synth" --images 1600 --seed 7 --difficulty easy --class-prior uniform \
-    --normal-fraction 0.2 --workers 2
+    --normal-fraction 0.2 --fabrics tianchi --workers 2
 fabricnms convert "$work/synth" "$work/coco" --val-fraction 0.05 --seed 0
 fabricnms train --data "$work/coco/dataset.yaml" --config examples/default_model.yaml \
     --weights "$work/runs/train/cpu/weights/best.pt" --name default --project "$work/runs"
@@ -36,6 +36,9 @@ fabricnms train --data "$work/coco/dataset.yaml" --config examples/default_model
     --batch 4 --set warmup_epochs=0.2 --set val_interval=2 --name long768b --project "$work/runs"
 
 # Stage 3: the mask branch alone, on top of the frozen stage-2d detector (box-only losses).
+# (The shipped model was made before --set of a key with a flag was honoured: it validated on
+# all val frames, not 10. Validation does not change these weights: with freeze_detector the
+# last epoch is best.)
 fabricnms train --data "$work/coco/dataset.yaml" --weights "$work/runs/train/long768b/weights/last.pt" \
     --model-width n --set masks=true --set freeze_detector=true --epochs 3 --tile 512 --batch 8 \
     --workers 1 --device cpu --set val_interval=3 --set val_max_frames=10 \

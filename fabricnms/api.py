@@ -213,7 +213,7 @@ def _source_name(frame: Frame, index: int) -> str:
 
 def _rgb_frames(frames: Iterable[Frame]) -> Iterator[np.ndarray]:
     """Each frame as ``[H, W, 3]`` uint8 RGB (paths decoded as ``predict`` decodes them)."""
-    from fabricnms.engine.sources import FrameReadError, read_frame_rgb
+    from fabricnms.data.frame_reader import FrameReadError, read_frame_rgb
 
     for i, frame in enumerate(frames):
         if not isinstance(frame, np.ndarray):

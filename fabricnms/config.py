@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fabricnms.errors import FabricError
+from fabricnms.errors import FabricError, UsageError
 
 NMS_METHODS = ("dnms", "greedy", "soft", "none", "greedy+merge", "soft+merge", "dnms-no-merge")
 DEVICES = ("auto", "cpu", "cuda")
@@ -189,59 +190,80 @@ def model_width_kwargs(value: str) -> dict[str, int]:
     )
 
 
-def _coerce(cls_name: str, key: str, value: Any, default: Any) -> Any:
+def _where(source: str, key: str) -> str:
+    """How an error names a setting: ``FILE: key 'k'`` from a config file, ``--set k`` from
+    ``--set``, ``--k`` (the option) otherwise."""
+    if source == "--set":
+        return f"--set {key}"
+    if source:
+        return f"{source}: key '{key}'"
+    return "--" + key.replace("_", "-")
+
+
+def _error(source: str, message: str) -> FabricError:
+    """A bad value from a file is a :class:`FabricError` (exit 1), one from the command line a
+    :class:`UsageError` (exit 2)."""
+    return FabricError(message) if source and source != "--set" else UsageError(message)
+
+
+def _coerce(source: str, key: str, value: Any, default: Any) -> Any:
     """Convert ``value`` to the type of ``default`` or raise a one-line error."""
-    where = f"{cls_name} key '{key}'"
+    where = _where(source, key)
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise FabricError(f"{where}: expected true/false, got {value!r}")
+        raise _error(source, f"{where}: expected true/false, got {value!r}")
     if isinstance(default, int):
         if isinstance(value, bool) or not (
             isinstance(value, int) or (isinstance(value, float) and value.is_integer())
         ):
-            raise FabricError(f"{where}: expected an integer, got {value!r}")
+            raise _error(source, f"{where}: expected an integer, got {value!r}")
         return int(value)
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise FabricError(f"{where}: expected a number, got {value!r}")
+            raise _error(source, f"{where}: expected a number, got {value!r}")
         return float(value)
     if isinstance(default, str):
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise FabricError(f"{where}: expected a string, got {value!r}")
+            raise _error(source, f"{where}: expected a string, got {value!r}")
         return str(value)
     if isinstance(default, dict):
         if not isinstance(value, dict):
-            raise FabricError(f"{where}: expected a mapping, got {value!r}")
+            raise _error(source, f"{where}: expected a mapping, got {value!r}")
         return dict(value)
     return value
 
 
-def _check(cls_name: str, key: str, value: Any) -> None:
+def _check(source: str, key: str, value: Any) -> None:
+    where = _where(source, key)
     if key in _RANGES and value is not None:
         lo, hi = _RANGES[key]
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             lo_s = "-inf" if lo is None else lo
             hi_s = "inf" if hi is None else hi
-            raise FabricError(f"{cls_name} key '{key}' = {value} is out of range [{lo_s}, {hi_s}]")
-    if key in _CHOICES and value not in _CHOICES[key]:
-        raise FabricError(
-            f"{cls_name} key '{key}' = {value!r} is not one of {', '.join(_CHOICES[key])}"
-        )
+            raise _error(source, f"{where} {value}: out of range [{lo_s}, {hi_s}]")
+    if key == "device":
+        if not (value in DEVICES or re.fullmatch(r"cuda:\d+", str(value))):
+            raise _error(source, f"{where} {value!r}: expected auto, cpu, cuda or cuda:N")
+    elif key in _CHOICES and value not in _CHOICES[key]:
+        raise _error(source, f"{where} {value!r}: expected one of {', '.join(_CHOICES[key])}")
     if key == "model_width":
-        model_width_kwargs(value)
+        try:
+            model_width_kwargs(value)
+        except FabricError as exc:
+            raise _error(source, f"{where}: {exc}") from None
 
 
 def merge_config(config: Any, updates: dict[str, Any], source: str = "") -> Any:
     """Return a copy of the dataclass ``config`` with ``updates`` applied and validated.
 
-    ``None`` values are ignored (an option the user did not pass). ``source`` names where the
-    updates come from (a file) for error messages.
+    ``None`` values are ignored (an option the user did not pass). ``source`` says where the
+    updates come from, for error messages: a file path, ``"--set"``, or empty for the
+    command line's named options (errors then name the option and are usage errors).
     """
     fields = {f.name: f for f in dataclasses.fields(config)}
-    cls_name = source or type(config).__name__
     changes: dict[str, Any] = {}
     for key, value in updates.items():
         if value is None:
@@ -250,17 +272,19 @@ def merge_config(config: Any, updates: dict[str, Any], source: str = "") -> Any:
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise FabricError(f"{cls_name}: unknown key '{key}'{hint}")
-        value = _coerce(cls_name, key, value, getattr(config, key))
-        _check(cls_name, key, value)
+            where = f"{source}: unknown key" if source else "unknown setting"
+            raise _error(source, f"{where} '{key}'{hint}")
+        value = _coerce(source, key, value, getattr(config, key))
+        _check(source, key, value)
         changes[key] = value
     return dataclasses.replace(config, **changes)
 
 
-def validate_config(config: Any) -> Any:
-    """Check every field of a dataclass config against its range/choices; returns it."""
+def validate_config(config: Any, source: str = "") -> Any:
+    """Check every field of a dataclass config against its range/choices; returns it.
+    ``source`` as in :func:`merge_config` (default: the command line's options)."""
     for f in dataclasses.fields(config):
-        _check(type(config).__name__, f.name, getattr(config, f.name))
+        _check(source, f.name, getattr(config, f.name))
     return config
 
 
@@ -283,11 +307,34 @@ def load_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     return data
 
 
-def load_config(cls: type, path: str | Path | None, overrides: dict[str, Any]) -> Any:
-    """Defaults of ``cls``, then the YAML file at ``path`` (if any), then ``overrides``."""
+def parse_set_options(items: list[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict; values are parsed as YAML scalars/lists/mappings."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UsageError(f"--set {item!r}: value is not valid YAML") from None
+    return out
+
+
+def load_config(
+    cls: type,
+    path: str | Path | None,
+    overrides: dict[str, Any],
+    set_items: list[str] | None = None,
+) -> Any:
+    """Defaults of ``cls``, then the YAML file at ``path`` (if any), then ``set_items``
+    (``--set KEY=VALUE`` strings), then ``overrides`` (named options; ``None`` = not given)."""
     config = cls()
     if path is not None:
         config = merge_config(config, load_yaml_mapping(path), source=str(path))
+    config = merge_config(config, parse_set_options(set_items or []), source="--set")
     config = merge_config(config, overrides)
     return validate_config(config)
 

@@ -10,3 +10,10 @@ class FabricError(Exception):
     The CLI prints ``error: <message>`` to stderr and exits with code 1, without a traceback
     unless ``--debug`` is given.
     """
+
+
+class UsageError(FabricError):
+    """A bad command-line option value (``--shard abc``, ``--nms bogus``, ``--set lr=abc``).
+
+    Same one-line message as :class:`FabricError`, exit code 2 (the usage-error code).
+    """

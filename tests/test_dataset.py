@@ -22,9 +22,9 @@ from fabricnms.data.dataset import (
     frames_from_coco,
     pad_to,
     place_window,
-    read_rgb,
     widen_thin_boxes,
 )
+from fabricnms.data.frame_reader import read_frame_rgb as read_rgb
 from fabricnms.engine.sampler import EpochSampler
 from fabricnms.errors import FabricError
 

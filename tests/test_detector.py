@@ -102,7 +102,7 @@ def test_info_command_json() -> None:
 
 def test_info_command_rejects_bad_size() -> None:
     result = CliRunner().invoke(app, ["info", "--size", "100"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error
     assert "multiples of 32" in result.output
 
 

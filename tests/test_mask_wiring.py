@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fabricnms.engine.tiling import tile_windows
-from fabricnms.engine.train import load_start_weights
+from fabricnms.engine.train_start import load_start_weights
 from fabricnms.errors import FabricError
 from fabricnms.model.detector import MASK_BRANCH_PREFIX, Detector
 from fabricnms.model.dnms import DifferentiableNMS

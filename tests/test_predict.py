@@ -248,13 +248,15 @@ def test_resume_skips_written_frames(tmp_path: Path, weights: dict[str, Path]) -
     assert r.exit_code == 0, r.output
     assert "1/2 " in r.stderr and f"2/2 {frames[3]}" in r.stderr  # only the two new frames
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["processed"] == 2 and summary["resumed"] == 2
+    assert summary["processed"] == 4 and summary["resumed"] == 2  # the whole run counts
+    assert "4 frames (2 written before the resume)" in r.stderr
     assert journal_frames(out) == [str(p) for p in frames]
     images = json.loads((out / "images.json").read_text())["images"]
     assert [im["id"] for im in images] == [1, 2, 3, 4]
     per_frame = [len(rec.detections) for _, rec in iter_journal(out / "detections.jsonl")]
     assert min(per_frame) >= 1
     assert len(json.loads((out / "predictions.json").read_text())) == sum(per_frame)
+    assert summary["detections"] == sum(per_frame)
     assert json.loads((out / "roll_report.json").read_text())["roll"]["frames"] == 4
 
 

@@ -8,13 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fabricnms.engine.sources import (
-    FrameReadError,
-    discover_frames,
-    parse_shard,
-    read_frame_rgb,
-    shard_slice,
-)
+from fabricnms.data.frame_reader import FrameReadError, read_frame_rgb
+from fabricnms.engine.sources import discover_frames, parse_shard, shard_slice
 from fabricnms.errors import FabricError
 
 

@@ -159,9 +159,12 @@ def test_cli_train_errors_are_one_line(tmp_path: Path, data: Path) -> None:
     result = runner.invoke(app, ["train", "--project", str(tmp_path)])
     assert result.exit_code == 1 and "pass --data" in result.output
     result = runner.invoke(app, ["train", "--data", str(data), "--set", "epoch=3"])
-    assert result.exit_code == 1 and "did you mean 'epochs'" in result.output
+    assert (
+        result.exit_code == 2
+        and "--set: unknown key 'epoch'; did you mean 'epochs'" in result.output
+    )
     result = runner.invoke(app, ["train", "--data", str(data), "--nms", "fast"])
-    assert result.exit_code == 1 and "not one of dnms" in result.output
+    assert result.exit_code == 2 and "--nms 'fast': expected one of dnms" in result.output
     result = runner.invoke(app, ["train", "--resume", str(tmp_path / "none")])
     assert result.exit_code == 1 and "does not exist" in result.output
     result = runner.invoke(app, ["train", "--data", str(tmp_path / "missing.yaml")])

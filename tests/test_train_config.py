@@ -32,13 +32,14 @@ def test_precedence_defaults_file_overrides(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("updates", "message"),
     [
-        ({"epoch": 3}, "unknown key 'epoch'; did you mean 'epochs'?"),
-        ({"lr": -1.0}, "'lr' = -1.0 is out of range [0.0, 1.0]"),
-        ({"nms": "fast"}, "'nms' = 'fast' is not one of dnms, greedy, soft, none"),
-        ({"batch": 2.5}, "'batch': expected an integer"),
-        ({"ema": "maybe"}, "'ema': expected true/false"),
+        ({"epoch": 3}, "unknown setting 'epoch'; did you mean 'epochs'?"),
+        ({"lr": -1.0}, "--lr -1.0: out of range [0.0, 1.0]"),
+        ({"nms": "fast"}, "--nms 'fast': expected one of dnms, greedy, soft, none"),
+        ({"batch": 2.5}, "--batch: expected an integer"),
+        ({"ema": "maybe"}, "--ema: expected true/false"),
         ({"model_width": "xl"}, "model_width 'xl' is not one of n, s, m, l"),
-        ({"device": "tpu"}, "not one of auto, cpu, cuda"),
+        ({"device": "tpu"}, "--device 'tpu': expected auto, cpu, cuda or cuda:N"),
+        ({"val_tile": 10}, "--val-tile 10: out of range [64, 8192]"),
     ],
 )
 def test_bad_values_give_one_line_errors(updates: dict, message: str) -> None:
@@ -63,7 +64,7 @@ def test_bad_config_files(tmp_path: Path) -> None:
 
 def test_eval_config_choices() -> None:
     assert load_config(EvalConfig, None, {"split": "train"}).split == "train"
-    with pytest.raises(FabricError, match="'split' = 'test' is not one of train, val"):
+    with pytest.raises(FabricError, match="--split 'test': expected one of train, val"):
         load_config(EvalConfig, None, {"split": "test"})
 
 

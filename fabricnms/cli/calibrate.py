@@ -44,10 +44,10 @@ def calibrate_cmd(
     from fabricnms.config import load_data_yaml
     from fabricnms.data.coco import load_coco
     from fabricnms.data.dataset import frames_from_coco
+    from fabricnms.data.frame_reader import read_frame_rgb
     from fabricnms.engine.calibrate import LabelledImage, calibrate_model, write_calibration
     from fabricnms.engine.checkpoint import load_detector
     from fabricnms.engine.runtime import resolve_device
-    from fabricnms.engine.sources import read_frame_rgb
     from fabricnms.errors import FabricError
     from fabricnms.log import console, print_json
 

@@ -48,6 +48,14 @@ def convert(
     strict: Annotated[
         bool, typer.Option("--strict", help="Treat every warning (skipped data) as an error.")
     ] = False,
+    decode: Annotated[
+        bool,
+        typer.Option(
+            "--decode",
+            help="Decode every frame (slower) to find corrupt ones; without it only headers "
+            "and JPEG end markers are checked.",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON on stdout.")
     ] = False,
@@ -62,6 +70,7 @@ def convert(
         seed=seed,
         copy=copy,
         strict=strict,
+        decode=decode,
     )
     result = convert_release(sources, out, options)
     summary = result.summary

@@ -51,7 +51,7 @@ def eval_cmd(
     tile: Annotated[int, typer.Option(help="Tile size in frame pixels.")] = _D.tile,
     overlap: Annotated[float, typer.Option(help="Tile overlap ratio.")] = _D.overlap,
     batch: Annotated[int, typer.Option(help="Tiles per forward pass.")] = _D.batch,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = _D.device,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = _D.device,
     threads: Annotated[int, typer.Option(min=0, help=THREADS_HELP)] = _D.threads,
     masks: Annotated[
         bool,

@@ -7,20 +7,26 @@ from typing import Annotated
 
 import typer
 
-from fabricnms.errors import FabricError
+from fabricnms.errors import UsageError
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*$")
+#: Largest side: the FLOPs are counted on a real forward pass at that size.
+MAX_SIDE = 8192
 
 
 def parse_size(value: str) -> tuple[int, int]:
     """``"1024"`` -> (1024, 1024); ``"WxH"`` -> (H, W). Both must be positive multiples of 32."""
     match = _SIZE.match(value)
     if not match:
-        raise FabricError(f"--size {value!r}: expected N or WxH, e.g. 1024 or 2464x1024")
+        raise UsageError(f"--size {value!r}: expected N or WxH, e.g. 1024 or 2464x1024")
     w = int(match.group(1))
     h = int(match.group(2)) if match.group(2) else w
     if w <= 0 or h <= 0 or w % 32 or h % 32:
-        raise FabricError(f"--size {value!r}: width and height must be positive multiples of 32")
+        raise UsageError(f"--size {value!r}: width and height must be positive multiples of 32")
+    if max(w, h) > MAX_SIDE:
+        raise UsageError(
+            f"--size {value!r}: at most {MAX_SIDE} per side (FLOPs come from a real forward pass)"
+        )
     return h, w
 
 
@@ -28,9 +34,9 @@ def _parse_strides(value: str) -> tuple[int, ...]:
     try:
         strides = tuple(sorted({int(s) for s in value.split(",") if s.strip()}))
     except ValueError:
-        raise FabricError(f"--strides {value!r}: expected comma-separated integers") from None
+        raise UsageError(f"--strides {value!r}: expected comma-separated integers") from None
     if not strides or any(s not in (4, 8, 16, 32) for s in strides):
-        raise FabricError(f"--strides {value!r}: each stride must be one of 4, 8, 16, 32")
+        raise UsageError(f"--strides {value!r}: each stride must be one of 4, 8, 16, 32")
     return strides
 
 

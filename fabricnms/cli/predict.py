@@ -12,7 +12,7 @@ from fabricnms.cli import nms_options
 from fabricnms.config import NMS_METHODS
 
 if TYPE_CHECKING:
-    from fabricnms.engine.predict import FrameEvent
+    from fabricnms.engine.predict_stream import FrameEvent
 
 THREADS_HELP = (
     "CPU inference threads; 0 = the cores the load average leaves idle (1 on a busy machine), "
@@ -34,11 +34,12 @@ class Grading(str, Enum):
 
 def _formats(value: str) -> list[str]:
     from fabricnms.engine.writers import FORMATS
+    from fabricnms.errors import UsageError
 
     items = [v.strip().lower() for v in value.split(",") if v.strip()]
     bad = [v for v in items if v not in FORMATS]
     if bad or not items:
-        raise typer.BadParameter(f"{value!r}: expected a comma list of {', '.join(FORMATS)}")
+        raise UsageError(f"--format {value!r}: expected a comma list of {', '.join(FORMATS)}")
     return list(dict.fromkeys(items))
 
 
@@ -109,7 +110,9 @@ def predict(
     batch: Annotated[
         int, typer.Option(min=1, help="Tiles per forward pass.", rich_help_panel=_DET)
     ] = 4,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.", rich_help_panel=_DET)] = "auto",
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel=_DET)
+    ] = "auto",
     threads: Annotated[
         int,
         typer.Option(min=0, help=THREADS_HELP, rich_help_panel=_DET),

@@ -15,7 +15,7 @@ def render_summary(summary: dict[str, Any], max_listed: int = 10) -> None:
 
     extra = [f"{len(summary['skipped'])} skipped"] if summary["skipped"] else []
     if summary["resumed"]:
-        extra.append(f"{summary['resumed']} done before (resumed)")
+        extra.append(f"{summary['resumed']} written before the resume")
     if summary["shard"]:
         extra.append(f"shard {summary['shard']} of {summary['discovered']} frames")
     by_class = ", ".join(f"{c} {n}" for c, n in summary["defects_by_class"].items())
@@ -25,7 +25,7 @@ def render_summary(summary: dict[str, Any], max_listed: int = 10) -> None:
         + f": {summary['frames_with_defects']} with defects, {summary['detections']} defects"
         + (f": {by_class}" if by_class else "")
     )
-    if summary["processed"]:
+    if summary["frames_per_second"]:  # this session processed frames
         ms = summary["ms_per_frame"]
         speed = (
             f"Speed per frame: {ms['preprocess']:.1f} ms preprocess, {ms['inference']:.1f} ms "

@@ -33,6 +33,13 @@ class Geometry(str, Enum):
     v1 = "v1"
 
 
+class Fabrics(str, Enum):
+    """Which fabric looks the frames draw from."""
+
+    mixed = "mixed"
+    tianchi = "tianchi"
+
+
 class Difficulty(str, Enum):
     """Defect contrast and size."""
 
@@ -45,7 +52,15 @@ def _parse_size(value: str, hint: str = "--size") -> tuple[int, int]:
     match = SIZE_PATTERN.match(value)
     if not match:
         raise typer.BadParameter(f"{value!r} is not WxH, e.g. 2446x1000", param_hint=hint)
-    return int(match.group(1)), int(match.group(2))
+    from fabricnms.data.frame_reader import MAX_FRAME_PIXELS
+
+    width, height = int(match.group(1)), int(match.group(2))
+    if width * height > MAX_FRAME_PIXELS:  # frames no command would read
+        raise typer.BadParameter(
+            f"{value!r} is over {MAX_FRAME_PIXELS} pixels, the largest frame fabricnms reads",
+            param_hint=hint,
+        )
+    return width, height
 
 
 def synth(
@@ -94,6 +109,16 @@ def synth(
             case_sensitive=False,
         ),
     ] = Geometry.real,
+    fabrics: Annotated[
+        Fabrics,
+        typer.Option(
+            "--fabrics",
+            help="mixed: a fabric family per frame (Tianchi twill, dark denim, grey greige with "
+            "selvedge, line-scan strips, factory grey); tianchi: the Tianchi twill look only "
+            "(rolls always use it).",
+            case_sensitive=False,
+        ),
+    ] = Fabrics.mixed,
     workers: Annotated[
         int, typer.Option("--workers", "-w", help="Worker processes (output is identical).", min=1)
     ] = 1,
@@ -148,6 +173,7 @@ def synth(
         difficulty=difficulty.value,
         masks=masks,
         class_prior=class_prior.value,
+        fabrics=fabrics.value,
         layout=layout.value,
         geometry=geometry.value,
         backgrounds=tuple(str(p) for p in discover_frames(background)) if background else (),

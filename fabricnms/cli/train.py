@@ -1,8 +1,9 @@
 """``fabricnms train``: train the detector end to end (differentiable NMS inside the loss).
 
-Settings come from the defaults, then ``--config FILE.yaml``, then ``--set KEY=VALUE`` and the
-named flags (flags win). Every option left out keeps the value from the file or the default
-shown in brackets.
+Settings come from the defaults, then ``--config FILE.yaml``, then ``--set KEY=VALUE``, then the
+named flags (a flag given wins over ``--set`` of its key). Every option left out keeps the value
+from ``--set``, the file or the default shown in brackets. A bad ``--set`` or flag value is a
+usage error (exit 2).
 """
 
 from __future__ import annotations
@@ -23,24 +24,6 @@ _VAL = "Validation"
 
 def _help(text: str, key: str) -> str:
     return f"{text} \\[default: {getattr(_D, key)}]"  # escaped: rich would eat [default]
-
-
-def parse_set_options(items: list[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` -> dict; values are parsed as YAML scalars/lists/mappings."""
-    import yaml
-
-    from fabricnms.errors import FabricError
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise FabricError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise FabricError(f"--set {item!r}: value is not valid YAML") from None
-    return out
 
 
 def train(
@@ -82,7 +65,7 @@ def train(
     ] = None,
     device: Annotated[
         str | None,
-        typer.Option(help=_help("auto, cpu or cuda.", "device"), rich_help_panel=_RUN),
+        typer.Option(help=_help("auto, cpu, cuda or cuda:N.", "device"), rich_help_panel=_RUN),
     ] = None,
     workers: Annotated[
         int | None,
@@ -179,31 +162,38 @@ def train(
     """Train the detector on a converted dataset; writes runs/train/NAME/."""
     from fabricnms.config import load_config
     from fabricnms.engine.train import train as run_training
+    from fabricnms.errors import UsageError
     from fabricnms.log import console, print_json
 
-    overrides: dict[str, Any] = parse_set_options(set_ or [])
-    overrides.update(
-        {
-            "data": None if data is None else str(data.expanduser().resolve()),
-            "weights": None if weights is None else str(weights),
-            "epochs": epochs,
-            "batch": batch,
-            "tile": tile,
-            "lr": lr,
-            "device": device,
-            "workers": workers,
-            "seed": seed,
-            "patience": patience,
-            "nms": nms,
-            "detach_plan": detach_plan,
-            "model_width": model_width,
-            "ema": ema,
-            "amp": amp,
-            "repeat_threshold": repeat_threshold,
-            "val_max_frames": val_max_frames,
-        }
-    )
-    cfg = load_config(TrainConfig, config, overrides)
+    if resume and weights is not None:
+        raise UsageError(
+            "--resume continues a run from its own last.pt; --weights starts a new run from a "
+            "checkpoint: pass one of them"
+        )
+    overrides: dict[str, Any] = {
+        "data": None if data is None else str(data.expanduser().resolve()),
+        "weights": None if weights is None else str(weights),
+        "epochs": epochs,
+        "batch": batch,
+        "tile": tile,
+        "lr": lr,
+        "device": device,
+        "workers": workers,
+        "seed": seed,
+        "patience": patience,
+        "nms": nms,
+        "detach_plan": detach_plan,
+        "model_width": model_width,
+        "ema": ema,
+        "amp": amp,
+        "repeat_threshold": repeat_threshold,
+        "val_max_frames": val_max_frames,
+    }
+    cfg = load_config(TrainConfig, config, overrides, set_ or [])
+    if resume:
+        from fabricnms.engine.train_start import check_resumable
+
+        check_resumable(resume, project)
     result = run_training(cfg, project=project, name=name, resume=resume)
     if not result.is_main:
         return

@@ -38,6 +38,7 @@ from fabricnms.data.coco import (
     coco_image,
     coco_to_json,
 )
+from fabricnms.data.frame_reader import check_frame_file, read_frame_rgb
 from fabricnms.data.images import copy_file, read_image_size
 from fabricnms.data.split import stratified_split
 from fabricnms.data.tianchi import (
@@ -71,6 +72,7 @@ class ConvertOptions:
     seed: int = 0
     copy: bool = False  # copy frames into OUT/images/
     strict: bool = False  # every warning is an error
+    decode: bool = False  # decode every frame (else header and JPEG end-marker checks only)
 
 
 class Issues:
@@ -178,7 +180,7 @@ def convert_release(sources: list[Path], out: Path, options: ConvertOptions) -> 
         for name, entries in groups.items()
         if (frame := _defect_frame(name, entries, release, options, issues, counts, unknown))
     ]
-    frames += _normal_frames(release, set(groups), issues, counts)
+    frames += _normal_frames(release, set(groups), issues, counts, options.decode)
 
     image_root = out if options.copy else _common_root(release.sources)
     for frame in frames:
@@ -238,7 +240,7 @@ def _defect_frame(
         return None
     chosen = pick_frame(files, entries[0].label_file)
     _note_duplicate_files(name, files, chosen, issues)
-    size = _frame_size(chosen, issues, counts)
+    size = _frame_size(chosen, issues, counts, options.decode)
     if size is None:
         counts["box_unreadable_image"] += len(classified)
         return None
@@ -310,9 +312,16 @@ def _clip(
     return clipped
 
 
-def _frame_size(frame: FrameFile, issues: Issues, counts: Counter[str]) -> tuple[int, int] | None:
+def _frame_size(
+    frame: FrameFile, issues: Issues, counts: Counter[str], decode: bool
+) -> tuple[int, int] | None:
+    """``(width, height)`` of a frame the reader accepts (a truncated JPEG or an oversized
+    header is not; with ``decode`` every frame is decoded too), else None with a warning."""
     try:
-        return read_image_size(frame.path)
+        if decode:
+            height, width = read_frame_rgb(frame.path).shape[:2]
+            return width, height
+        return check_frame_file(frame.path) or read_image_size(frame.path)
     except FabricError as exc:
         counts["image_unreadable"] += 1
         issues.warn("unreadable_image", f"{exc}; image skipped")
@@ -331,7 +340,7 @@ def _note_duplicate_files(
 
 
 def _normal_frames(
-    release: Release, listed: set[str], issues: Issues, counts: Counter[str]
+    release: Release, listed: set[str], issues: Issues, counts: Counter[str], decode: bool
 ) -> list[Frame]:
     """Frames in normal folders (not in any label file), plus warnings for unlisted defect
     frames (a defect folder holds only labelled frames)."""
@@ -350,7 +359,7 @@ def _normal_frames(
             continue
         chosen = pick_frame(normal, None)
         _note_duplicate_files(name, normal, chosen, issues)
-        size = _frame_size(chosen, issues, counts)
+        size = _frame_size(chosen, issues, counts, decode)
         if size is not None:
             frames.append(Frame(name, chosen.path, size[0], size[1]))
     return frames

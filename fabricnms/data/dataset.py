@@ -86,20 +86,13 @@ def frames_from_coco(coco: dict[str, Any], image_root: Path, num_classes: int) -
     return frames
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to ``[H, W, 3]`` uint8 RGB (cv2 reads BGR; converted here)."""
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        reason = "file not found" if not Path(path).exists() else "cannot be decoded as an image"
-        raise FabricError(f"{path}: {reason}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def read_frame(frame: FrameRecord) -> np.ndarray:
-    """:func:`read_rgb` of a frame, checking the decoded size against the annotation file."""
-    image = read_rgb(frame.path)
+    """:func:`~fabricnms.data.frame_reader.read_frame_rgb` of a frame (the one reader: a
+    truncated or undecodable file is a :class:`FabricError` naming it), checking the decoded
+    size against the annotation file."""
+    from fabricnms.data.frame_reader import read_frame_rgb
+
+    image = read_frame_rgb(frame.path)
     if image.shape[0] != frame.height or image.shape[1] != frame.width:
         raise FabricError(
             f"{frame.path}: image is {image.shape[1]}x{image.shape[0]} but the annotation "

@@ -254,7 +254,7 @@ def cut_window(
 def load_background(path: str | Path) -> np.ndarray:
     """``[H, W, 3]`` uint8 RGB of the background file ``path``; :class:`FabricError` naming
     the file when it is unreadable, too small or blank."""
-    from fabricnms.engine.sources import read_frame_rgb
+    from fabricnms.data.frame_reader import read_frame_rgb
 
     image = read_frame_rgb(path)
     problem = background_problem(image.astype(np.float32))

@@ -8,12 +8,21 @@ frame (same weave, same sensor noise).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from fabricnms.data.classes import CATEGORY_BY_ID, RAW_BY_NAME
 from fabricnms.data.defects import RECIPES
+from fabricnms.data.fabric_families import (
+    TIANCHI,
+    Look,
+    add_side,
+    apply_look,
+    look_rng,
+    sample_look,
+    side_pixels,
+)
 from fabricnms.data.synth_canvas import Box, Canvas
 from fabricnms.data.synth_geometry import Where, annotation_box, plan_defects
 from fabricnms.data.synth_geometry_v1 import loose_box, plan_defects_v1
@@ -76,6 +85,15 @@ def _mask_box(mask: np.ndarray) -> Box:
     return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
 
 
+def _shifted(defect: SynthDefect, dx: int, pad: int) -> SynthDefect:
+    """``defect`` of a frame that got ``pad`` columns, ``dx`` of them on its left."""
+    x0, y0, x1, y1 = defect.box
+    t0, u0, t1, u1 = defect.tight_box
+    mask = np.pad(defect.mask, ((0, 0), (dx, pad - dx)))
+    box = (round(x0 + dx, 2), y0, round(x1 + dx, 2), y1)  # annotations keep 2 decimals
+    return replace(defect, box=box, tight_box=(t0 + dx, u0, t1 + dx, u1), mask=mask)
+
+
 def render_frame(
     seed: int,
     width: int = 2446,
@@ -89,6 +107,8 @@ def render_frame(
     fabric: FabricParams | None = None,
     scan: ScanParams | None = None,
     geometry: str = "real",
+    fabrics: str = "mixed",
+    look: Look | None = None,
 ) -> SynthFrame:
     """Render one synthetic round-1 frame.
 
@@ -106,6 +126,10 @@ def render_frame(
             shading blotches and sensor noise come from the seed.
         geometry: ``real`` (box sizes, class and box-count frequencies measured on real
             Tianchi boxes) or ``v1`` (the older hand-set ones, for reproducing old outputs).
+        fabrics: ``mixed`` (a fabric family per frame, :mod:`fabricnms.data.fabric_families`;
+            a given ``fabric`` is always ``tianchi``) or ``tianchi`` (the original look only).
+        look: the family to render (``None``: drawn from the seed); a look with a side strip
+            renders the fabric narrower and adds the selvedge and background beside it.
 
     Returns:
         A :class:`SynthFrame` whose ``image`` is the frame before JPEG encoding.
@@ -117,14 +141,35 @@ def render_frame(
     level = difficulty_level(difficulty)
     fabric_ss, defect_ss, scan_ss = np.random.SeedSequence(seed).spawn(3)
     fab_rng = np.random.default_rng(fabric_ss)
-    cloth = Fabric.render(fabric or sample_fabric(fab_rng), fab_rng, width, height)
+    family_rng = look_rng(seed)
+    if look is None:
+        look = sample_look(family_rng, fabrics) if fabric is None else TIANCHI
+        pad = side_pixels(look, width, MIN_SIZE)
+        if pad:
+            inner = render_frame(
+                seed,
+                width - pad,
+                height,
+                difficulty=difficulty,
+                classes=classes,
+                n_defects=n_defects,
+                raw_names=raw_names,
+                class_prior=class_prior,
+                scan=scan,
+                geometry=geometry,
+                look=look,
+            )
+            image, dx = add_side(look, inner.image, pad, family_rng)
+            return SynthFrame(inner.seed, image, [_shifted(d, dx, pad) for d in inner.defects])
+    cloth = Fabric.render(fabric or look.fabric or sample_fabric(fab_rng), fab_rng, width, height)
     canvas = Canvas(cloth)
 
     plan_rng = np.random.default_rng(defect_ss)
     names = draw_names(plan_rng, raw_names, n_defects, classes, class_prior, geometry)
     defects = paint_defects(canvas, plan_rng, defect_ss, names, level, geometry)
+    apply_look(look, canvas, family_rng)
     scan_rng = np.random.default_rng(scan_ss)
-    image = expose(cloth.rgb, scan or sample_scan(scan_rng, width), scan_rng)
+    image = expose(cloth.rgb, look.scan(scan or sample_scan(scan_rng, width)), scan_rng)
     return SynthFrame(seed=int(seed), image=image, defects=defects)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from fabricnms.data.fabric_families import FABRIC_CHOICES
 from fabricnms.data.synth_background import background_frame
 from fabricnms.data.synth_frame import MIN_SIZE, SynthFrame, render_frame
 from fabricnms.data.synth_priors import difficulty as difficulty_level
@@ -41,6 +42,7 @@ class ReleaseOptions:
     geometry: str = "real"
     backgrounds: tuple[str, ...] = ()  # real defect-free frames to paint into (release only)
     window: tuple[int, int] | None = None  # (w, h) windows cut from the backgrounds
+    fabrics: str = "mixed"
 
 
 def frame_seed(seed: int, index: int) -> int:
@@ -123,6 +125,7 @@ def layout_frame(options: ReleaseOptions, index: int, normal: bool) -> SynthFram
         fabric=fabric,
         scan=scan,
         geometry=options.geometry,
+        fabrics=options.fabrics,
     )
 
 
@@ -148,3 +151,7 @@ def validate_options(options: ReleaseOptions) -> None:
         )
     difficulty_level(options.difficulty)
     raw_name_weights(options.classes, options.class_prior, options.geometry)
+    if options.fabrics not in FABRIC_CHOICES:
+        raise FabricError(
+            f"unknown fabrics {options.fabrics!r}; expected one of {', '.join(FABRIC_CHOICES)}"
+        )

@@ -79,7 +79,8 @@ class AdaptResult:
 
 def read_clean_frames(sources: list[str], recursive: bool) -> list[CleanFrame]:
     """The readable frames of ``sources`` (at most :data:`MAX_FRAMES`, evenly spaced)."""
-    from fabricnms.engine.sources import FrameReadError, discover_frames, read_frame_rgb
+    from fabricnms.data.frame_reader import FrameReadError, read_frame_rgb
+    from fabricnms.engine.sources import discover_frames
 
     paths = discover_frames(sources, recursive)
     if len(paths) > MAX_FRAMES:

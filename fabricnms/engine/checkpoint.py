@@ -96,7 +96,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FabricError(f"{path}: checkpoint file not found")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+    except pickle.UnpicklingError:
+        raise FabricError(
+            f"{path}: not a fabricnms checkpoint: it holds pickled Python objects, which are "
+            "not loaded because unpickling can run code (fabricnms checkpoints hold only "
+            "tensors and plain values)."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise FabricError(f"{path}: not a fabricnms checkpoint ({first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
@@ -110,7 +116,27 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     for key in ("model_state", "detector_config", "class_names"):
         if key not in ckpt:
             raise FabricError(f"{path}: checkpoint lacks '{key}'")
+    _check_class_names(path, ckpt)
     return ckpt
+
+
+def _check_class_names(path: Path, ckpt: dict[str, Any]) -> None:
+    """``class_names`` must be distinct non-empty strings, one per class of the head."""
+    names = ckpt["class_names"]
+    heads = (
+        ckpt["detector_config"].get("num_classes")
+        if isinstance(ckpt["detector_config"], dict)
+        else None
+    )
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise FabricError(f"{path}: checkpoint 'class_names' is not a list of class names")
+    if len(set(names)) != len(names):
+        raise FabricError(f"{path}: checkpoint 'class_names' repeats a name")
+    if heads is not None and len(names) != heads:
+        raise FabricError(
+            f"{path}: checkpoint names {len(names)} classes but its detector head has {heads}; "
+            "the file is inconsistent (re-export it from its training run)"
+        )
 
 
 def inference_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:

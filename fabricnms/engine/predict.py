@@ -1,7 +1,7 @@
 """``fabricnms predict`` as a function: frames in, detections, overlays and a roll report out.
 
 Pipeline, streaming over any number of frames: :func:`~fabricnms.engine.sources.discover_frames`
-(natural order, optional shard) -> lazy :func:`~fabricnms.engine.sources.read_frame_rgb` ->
+(natural order, optional shard) -> lazy :func:`~fabricnms.data.frame_reader.read_frame_rgb` ->
 :func:`~fabricnms.engine.tiling.detect_frames` (overlapping tiles, one suppression per frame) ->
 :class:`~fabricnms.engine.writers.ResultWriter` (journal line per frame) -> optional overlay
 JPEG per frame. At the end the writer turns its journal into the COCO / Tianchi / CSV files and,
@@ -23,51 +23,42 @@ Output folder (``runs/predict/<name>[N]`` or an exact ``out`` folder)::
     roll_report.json, roll_report.html   roll position, points, grade, verdict (for a roll)
     config.yaml, summary.json         resolved settings; counts, timings, skipped frames
 
-Timings: *preprocess* = file decode and conversion to RGB (by default one frame ahead in a
-background thread, overlapping the network; see :mod:`fabricnms.engine.prefetch`);
-*inference* = the network's forward passes; *postprocess* = the rest of tiled detection
-(cutting and padding windows, candidate selection, merging tiles, NMS); *write* = journal
-and overlays.
+Frames are decoded one ahead in a background thread (:mod:`fabricnms.engine.prefetch`).
+The frame loop is :mod:`fabricnms.engine.predict_stream`, ``summary.json`` (whole-run counts,
+this session's timings) :mod:`fabricnms.engine.predict_summary`. The output folder is locked
+(:class:`~fabricnms.engine.run_lock.RunLock`) for the whole run: a second run on it is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from fabricnms.config import config_to_yaml, load_yaml_mapping, validate_config
 from fabricnms.engine.backend import inference_threads, load_inference_model
 from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS
-from fabricnms.engine.operating_point import OperatingPoint, resolve_operating_point
-from fabricnms.engine.prefetch import Prefetch
-from fabricnms.engine.shift import FabricStats, FeatureTap, shift_summary, stats_from_meta
-from fabricnms.engine.sources import (
-    FrameReadError,
-    discover_frames,
-    parse_shard,
-    read_frame_rgb,
-    shard_slice,
-)
+from fabricnms.engine.operating_point import ConfChoice, resolve_operating_point
+from fabricnms.engine.predict_stream import FrameEvent, stream_frames
+from fabricnms.engine.predict_summary import run_counts
+from fabricnms.engine.run_lock import RunLock
+from fabricnms.engine.shift import FabricStats, shift_summary, stats_from_meta
+from fabricnms.engine.sources import discover_frames, parse_shard, shard_slice
 from fabricnms.engine.thresholds import apply_overrides
-from fabricnms.engine.tiling import TileSettings, detect_frames
+from fabricnms.engine.tiling import TileSettings
 from fabricnms.engine.writers import FORMATS, ResultWriter
-from fabricnms.errors import FabricError
+from fabricnms.errors import FabricError, UsageError
 from fabricnms.io import atomic_write_json, atomic_write_text, increment_run_dir
 from fabricnms.log import get_logger
 from fabricnms.model.mask_infer import require_mask_branch
 from fabricnms.report.calibration import DEFAULT_PX_PER_MM, Calibration
 from fabricnms.report.caveats import NO_OPERATING_POINT, Caveat
 from fabricnms.report.grading import GradingRules
-from fabricnms.report.records import FrameRecord
 from fabricnms.report.roll import RollSettings
 from fabricnms.report.roll_files import write_roll_files
 
@@ -143,54 +134,12 @@ class PredictConfig:
 
 
 @dataclass
-class FrameEvent:
-    """One finished (or skipped) frame, for progress output. ``index`` is 1-based in this run;
-    ``counts`` maps class name -> detections; ``error`` is set for a skipped frame."""
-
-    index: int
-    total: int
-    path: Path
-    width: int = 0
-    height: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    ms: float = 0.0
-    error: str | None = None
-
-
-@dataclass
 class PredictResult:
     """What a run produced: the output folder, ``summary.json``'s content, the roll verdict."""
 
     out_dir: Path
     summary: dict[str, Any]
     verdict: str | None
-
-
-class _TimedModel(nn.Module):
-    """Wraps a detector and adds up the wall time of its forward passes (CUDA synchronised)."""
-
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
-        super().__init__()
-        self.model = model
-        self.sync = device.type == "cuda"
-        self.seconds = 0.0
-
-    def forward(self, images: torch.Tensor) -> Any:
-        start = time.perf_counter()
-        out = self.model(images)
-        if self.sync:
-            torch.cuda.synchronize()
-        self.seconds += time.perf_counter() - start
-        return out
-
-
-@dataclass
-class _Pending:
-    index: int
-    path: Path
-    image: np.ndarray | None = None
-    error: str | None = None
-    started: float = 0.0
 
 
 def resolve_weights(weights: str) -> Path:
@@ -230,7 +179,7 @@ def _check_resume_config(out_dir: Path, resolved: dict[str, Any]) -> None:
 
 def _rules(cfg: PredictConfig) -> GradingRules:
     if cfg.grading not in GRADING_SYSTEMS:
-        raise FabricError(f"--grading {cfg.grading!r}: expected 4 or 10")
+        raise UsageError(f"--grading {cfg.grading!r}: expected 4 or 10")
     if cfg.max_points is None:
         return GradingRules(system=GRADING_SYSTEMS[cfg.grading])
     return GradingRules(
@@ -264,8 +213,8 @@ def run_predict(
         raise FabricError("--resume needs --out DIR: the folder of the run to continue")
     unknown = [f for f in cfg.formats if f not in FORMATS]
     if unknown:
-        raise FabricError(f"--format {unknown[0]!r}: expected any of {', '.join(FORMATS)}")
-    rules = _rules(cfg)
+        raise UsageError(f"--format {unknown[0]!r}: expected any of {', '.join(FORMATS)}")
+    _rules(cfg)  # a bad --grading fails before any work
     all_frames, frames = select_frames(cfg)
     from fabricnms.engine.runtime import resolve_device
 
@@ -306,67 +255,112 @@ def run_predict(
         conf=choice.point.conf,
         per_class_conf=dict(choice.point.per_class),
     )
-    calibration = Calibration(cfg.px_per_mm, cfg.px_per_mm, assumed=not cfg.calibrated)
-    mm_calibration = calibration if cfg.calibrated or roll else None
-    if out is not None:
-        out_dir = Path(out)
+    out_dir = Path(out) if out is not None else increment_run_dir(Path(project) / "predict", name)
+    with RunLock(out_dir):
         if resume:
             _check_resume_config(out_dir, dataclasses.asdict(resolved))
-    else:
-        out_dir = increment_run_dir(Path(project) / "predict", name)
+        return _run_locked(
+            resolved,
+            model,
+            class_names,
+            device,
+            (all_frames, frames),
+            out_dir,
+            resume,
+            on_frame,
+            (choice, fabric),
+            cfg.roll is None,
+        )
+
+
+def _run_locked(
+    cfg: PredictConfig,
+    model: nn.Module,
+    class_names: list[str],
+    device: torch.device,
+    selected: tuple[list[Path], list[Path]],
+    out_dir: Path,
+    resume: bool,
+    on_frame: Callable[[FrameEvent], None] | None,
+    model_meta: tuple[ConfChoice, FabricStats | None],
+    roll_assumed: bool,
+) -> PredictResult:
+    """The body of :func:`run_predict` once ``out_dir`` is locked (``cfg`` resolved;
+    ``selected``: all discovered frames and those of this shard; ``model_meta``: the operating
+    point in force and the model's fabric statistics; ``roll_assumed``: the folder was taken
+    as a roll without ``--roll``, which the verdict states)."""
+    all_frames, frames = selected
+    choice, fabric = model_meta
+    calibration = Calibration(cfg.px_per_mm, cfg.px_per_mm, assumed=not cfg.calibrated)
+    mm_calibration = calibration if cfg.calibrated or cfg.roll else None
     with ResultWriter(
         out_dir,
         class_names,
-        resolved.formats,
+        cfg.formats,
         mm_calibration,
         resume=resume,
-        masks=resolved.masks,
+        masks=cfg.masks,
     ) as writer:
-        atomic_write_text(out_dir / "config.yaml", config_to_yaml(resolved))
+        atomic_write_text(out_dir / "config.yaml", config_to_yaml(cfg))
         todo = [p for p in frames if not writer.is_done(p)]
-        stats = _stream(
+        overlay_paths = None
+        if cfg.overlays:
+            overlay_paths = {p: out_dir / "overlays" / n for p, n in _overlay_names(all_frames)}
+        stats = stream_frames(
             model,
             class_names,
             todo,
-            all_frames,
             writer,
-            resolved,
+            TileSettings.from_config(cfg),
             device,
-            out_dir,
+            overlay_paths,
             on_frame,
-            choice.point,
-            fabric,
+            (choice.point, fabric),
+            cfg.prefetch,
         )
         outputs = {k: str(v) for k, v in writer.finalize().items()}
+        records = [rec for _, rec in writer.records()]
     shift = None
     if fabric is not None:
-        shift = shift_summary([rec.fabric_shift for _, rec in writer.records()], fabric)
+        shift = shift_summary([rec.fabric_shift for rec in records], fabric)
     caveats = [Caveat("fabric_shift", shift["warning"])] if shift and shift["warning"] else []
     if choice.origin == "default":
         caveats.append(NO_OPERATING_POINT)
     verdict = None
-    roll_summary = None
-    if roll and stats.processed + len(frames) - len(todo) > 0:
-        settings = RollSettings(calibration, rules, roll_assumed=cfg.roll is None)
-        records = [rec for _, rec in writer.records()]
-        roll_summary, paths = write_roll_files(
+    roll = None
+    if cfg.roll and records:
+        settings = RollSettings(calibration, _rules(cfg), roll_assumed=roll_assumed)
+        roll, paths = write_roll_files(
             records, class_names, settings, cfg.report_info, out_dir, caveats
         )
-        verdict = roll_summary["verdict"]
+        verdict = roll["verdict"]
         outputs.update({f"roll_{k}": str(v) for k, v in paths.items()})
-    if overlays and stats.processed:
+    if cfg.overlays and stats.processed:
         outputs["overlays"] = str(out_dir / "overlays")
-    summary = stats.summary(resolved, len(all_frames), len(frames) - len(todo), mm_calibration)
-    summary.update(
-        out_dir=str(out_dir.resolve()),
-        outputs=outputs,
-        roll=roll_summary,
-        verdict=verdict,
-        threshold={**choice.point.to_dict(), "origin": choice.origin, "line": choice.line()},
-        fabric_shift=shift,
-    )
+    summary: dict[str, Any] = {
+        "discovered": len(all_frames),
+        "shard": cfg.shard or None,
+        **run_counts(records, class_names),
+        "resumed": len(frames) - len(todo),
+        "skipped": stats.skipped,
+        **stats.timings(mm_calibration),
+        "weights": cfg.weights,
+        "device": cfg.device,
+        "threads": cfg.threads,
+        "nms": cfg.nms,
+        "conf": cfg.conf,
+        "tile": cfg.tile,
+        "px_per_mm": None if mm_calibration is None else calibration.px_per_mm_x,
+        "px_per_mm_assumed": mm_calibration is not None and calibration.assumed,
+        "out_dir": str(out_dir.resolve()),
+        "outputs": outputs,
+        "roll": roll,
+        "verdict": verdict,
+        "threshold": {**choice.point.to_dict(), "origin": choice.origin, "line": choice.line()},
+        "fabric_shift": shift,
+    }
     atomic_write_json(out_dir / "summary.json", summary)
-    if stats.skipped and stats.processed == 0 and len(frames) == len(todo):
+    if stats.skipped and not records:
         first = stats.skipped[0]
         raise FabricError(
             f"no frame could be read: {len(stats.skipped)} unreadable "
@@ -375,186 +369,7 @@ def run_predict(
     return PredictResult(out_dir=out_dir, summary=summary, verdict=verdict)
 
 
-@dataclass
-class _Stats:
-    """Running totals of one run (no per-frame data is kept except the skipped list)."""
-
-    processed: int = 0
-    with_defects: int = 0
-    detections: int = 0
-    rows_px: int = 0
-    by_class: Counter[str] = field(default_factory=Counter)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    read_s: float = 0.0
-    wait_s: float = 0.0
-    infer_s: float = 0.0
-    detect_s: float = 0.0
-    write_s: float = 0.0
-    wall_s: float = 0.0
-
-    def summary(
-        self,
-        cfg: PredictConfig,
-        discovered: int,
-        resumed: int,
-        calibration: Calibration | None,
-    ) -> dict[str, Any]:
-        """``summary.json`` content (milliseconds per processed frame); metres of fabric per
-        minute when the scale was given or a roll report assumes one."""
-        n = max(self.processed, 1)
-        post_s = max(self.detect_s - self.infer_s - self.wait_s, 0.0)
-        fps = self.processed / self.wall_s if self.wall_s > 0 else None
-        metres = calibration.mm_y(self.rows_px) / 1000.0 if calibration is not None else None
-        return {
-            "discovered": discovered,
-            "shard": cfg.shard or None,
-            "processed": self.processed,
-            "resumed": resumed,
-            "skipped": self.skipped,
-            "frames_with_defects": self.with_defects,
-            "detections": self.detections,
-            "defects_by_class": dict(sorted(self.by_class.items())),
-            "ms_per_frame": {
-                "preprocess": round(1000 * self.read_s / n, 2),
-                "inference": round(1000 * self.infer_s / n, 2),
-                "postprocess": round(1000 * post_s / n, 2),
-                "write": round(1000 * self.write_s / n, 2),
-            },
-            "seconds": round(self.wall_s, 3),
-            "frames_per_second": None if fps is None else round(fps, 3),
-            "metres_per_minute": (
-                round(metres / (self.wall_s / 60), 3)
-                if metres is not None and self.wall_s
-                else None
-            ),
-            "weights": cfg.weights,
-            "device": cfg.device,
-            "threads": cfg.threads,
-            "nms": cfg.nms,
-            "conf": cfg.conf,
-            "tile": cfg.tile,
-            "px_per_mm": None if calibration is None else calibration.px_per_mm_x,
-            "px_per_mm_assumed": calibration is not None and calibration.assumed,
-        }
-
-
-def _stream(
-    model: nn.Module,
-    class_names: list[str],
-    todo: list[Path],
-    all_frames: list[Path],
-    writer: ResultWriter,
-    cfg: PredictConfig,
-    device: torch.device,
-    out_dir: Path,
-    on_frame: Callable[[FrameEvent], None] | None,
-    point: OperatingPoint,
-    fabric: FabricStats | None,
-) -> _Stats:
-    """Read, detect, journal and draw ``todo`` frame by frame, in order; keep the detections
-    above ``point``'s thresholds; score each frame's ``fabric_shift`` against ``fabric``."""
-    stats = _Stats()
-    timed = _TimedModel(model, device).eval()
-    pending: deque[_Pending] = deque()
-    overlay_names = _overlay_names(all_frames) if cfg.overlays else {}
-    total = len(todo)
-    start = time.perf_counter()
-    last = start
-
-    def images() -> Iterator[np.ndarray]:
-        for i, path in enumerate(todo, start=1):
-            t0 = time.perf_counter()
-            try:
-                image = read_frame_rgb(path)
-            except FrameReadError as exc:
-                pending.append(_Pending(i, path, error=str(exc)))
-                continue
-            finally:
-                stats.read_s += time.perf_counter() - t0
-            pending.append(_Pending(i, path, image=image, started=t0))
-            yield image
-
-    def report(event: FrameEvent) -> None:
-        if on_frame is not None:
-            on_frame(event)
-
-    def drain_errors() -> None:
-        while pending and pending[0].error is not None:
-            item = pending.popleft()
-            stats.skipped.append({"path": str(item.path), "error": item.error or ""})
-            log.debug("skipped %s", item.error)
-            report(FrameEvent(item.index, total, item.path, error=item.error))
-
-    settings = dataclasses.replace(TileSettings.from_config(cfg), conf=point.floor())
-    tap = FeatureTap(model if fabric is not None else None)
-    source = Prefetch(images(), cfg.prefetch)
-    detections = detect_frames(timed, source, settings, device)
-    while True:
-        t0 = time.perf_counter()
-        det = next(detections, None)
-        stats.detect_s += time.perf_counter() - t0
-        drain_errors()
-        if det is None:
-            break
-        item = pending.popleft()
-        assert item.image is not None
-        height, width = item.image.shape[:2]
-        t1 = time.perf_counter()
-        det = point.select(det.to("cpu"), class_names)
-        record = FrameRecord.from_detections(item.path, width, height, det)
-        if fabric is not None:
-            desc = tap.take_frame(width, height, settings.tile, settings.overlap)
-            record.fabric_shift = fabric.frame_score(desc)
-        writer.add_record(record)
-        if cfg.overlays:
-            _draw_overlay(
-                item.image, record, class_names, out_dir / "overlays" / overlay_names[item.path]
-            )
-        stats.write_s += time.perf_counter() - t1
-        counts = Counter(class_names[c] for c in det.labels.tolist())
-        stats.processed += 1
-        stats.rows_px += height
-        stats.detections += len(det)
-        stats.with_defects += len(det) > 0
-        stats.by_class.update(counts)
-        now = time.perf_counter()
-        report(
-            FrameEvent(
-                item.index, total, item.path, width, height, dict(counts), 1000 * (now - last)
-            )
-        )
-        last = now
-    tap.close()
-    source.close()
-    stats.infer_s = timed.seconds
-    stats.wait_s = source.wait_s
-    stats.wall_s = time.perf_counter() - start
-    return stats
-
-
-def _overlay_names(frames: list[Path]) -> dict[Path, str]:
+def _overlay_names(frames: list[Path]) -> list[tuple[Path, str]]:
     from fabricnms.report.batch import output_names
 
-    return dict(zip(frames, output_names(frames), strict=True))
-
-
-def _draw_overlay(
-    image: np.ndarray, record: FrameRecord, class_names: list[str], path: Path
-) -> None:
-    """Boxes, class names, scores and masks (when present) on the RGB ``image``, as a JPEG."""
-    import cv2
-
-    from fabricnms.report.batch import write_jpeg
-    from fabricnms.report.overlay import draw_boxes
-
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    dets = record.detections
-    drawn = draw_boxes(
-        bgr,
-        [d.box for d in dets],
-        [d.label for d in dets],
-        class_names,
-        [d.score for d in dets],
-        segmentations=[d.rle for d in dets],
-    )
-    write_jpeg(path, drawn)
+    return list(zip(frames, output_names(frames), strict=True))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fabricnms.errors import FabricError
+from fabricnms.errors import FabricError, UsageError
 
 
 @dataclass(frozen=True)
@@ -36,16 +36,25 @@ class DistInfo:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` -> the GPU of this rank; ``cuda:N``
+    -> GPU ``N``. A CUDA device this machine lacks is a one-line error."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise FabricError("--device cuda: no CUDA device is available (use --device cpu)")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
     if name == "cpu":
         return torch.device("cpu")
-    raise FabricError(f"--device {name!r}: expected auto, cpu or cuda")
+    kind, _, index = name.partition(":")
+    if kind != "cuda" or not (index == "" or index.isdigit()):
+        raise UsageError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise FabricError(f"--device {name}: no CUDA device is available (use --device cpu)")
+    if index == "":
+        return torch.device("cuda", local_rank % count)
+    if int(index) >= count:
+        raise FabricError(
+            f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+        )
+    return torch.device("cuda", int(index))
 
 
 def configure_cpu_threads(requested: int, workers: int, world_size: int = 1) -> int:
@@ -95,7 +104,9 @@ def init_distributed(device_name: str) -> DistInfo:
 
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    use_cuda = device_name.startswith("cuda") or (
+        device_name == "auto" and torch.cuda.is_available()
+    )
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     if use_cuda:

@@ -1,10 +1,8 @@
-"""Inputs of ``predict``: discover frames from files, folders, globs and ``.txt`` lists; read them.
+"""Inputs of ``predict``: discover frames from files, folders, globs and ``.txt`` lists.
 
 Discovery (:func:`discover_frames`) turns the command-line sources into one de-duplicated list
 of image paths in natural order (``frame2`` before ``frame10``), the order of a roll and the
-order :func:`shard_slice` splits. Reading (:func:`read_frame_rgb`) decodes one frame to
-``[H, W, 3]`` uint8 RGB whatever its format, bit depth or channel count; a frame that cannot
-be read raises :class:`FrameReadError`, which ``predict`` reports and skips.
+order :func:`shard_slice` splits. Reading a frame is :mod:`fabricnms.data.frame_reader`'s job.
 """
 
 from __future__ import annotations
@@ -13,20 +11,11 @@ import glob
 import os
 from pathlib import Path
 
-import numpy as np
-
 from fabricnms.data.images import IMAGE_SUFFIXES, is_image_file
-from fabricnms.errors import FabricError
+from fabricnms.errors import FabricError, UsageError
 from fabricnms.io import natural_key
 
 LIST_SUFFIX = ".txt"
-_JPEG_SOI = b"\xff\xd8"
-_JPEG_EOI = b"\xff\xd9"
-_EOI_WINDOW = 4096  # bytes at the end of a JPEG searched for its end-of-image marker
-
-
-class FrameReadError(FabricError):
-    """One frame could not be read (missing, unreadable, corrupt, unsupported pixel type)."""
 
 
 def _images_in_dir(folder: Path, recursive: bool) -> list[Path]:
@@ -109,9 +98,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(v) for v in parts)
     except ValueError:
-        raise FabricError(f"--shard {text!r}: expected i/n, e.g. 0/4 (the first of 4)") from None
+        raise UsageError(f"--shard {text!r}: expected i/n, e.g. 0/4 (the first of 4)") from None
     if count < 1 or not 0 <= index < count:
-        raise FabricError(f"--shard {text!r}: need n >= 1 and 0 <= i <= n - 1")
+        raise UsageError(f"--shard {text!r}: need n >= 1 and 0 <= i <= n - 1")
     return index, count
 
 
@@ -122,55 +111,3 @@ def shard_slice(count: int, index: int, shards: int) -> range:
     consecutive frames of a roll together.
     """
     return range(index * count // shards, (index + 1) * count // shards)
-
-
-def _decode(path: Path) -> np.ndarray:
-    import cv2
-
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise FrameReadError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise FrameReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if data.size == 0:
-        raise FrameReadError(f"{path}: empty file")
-    if data[:2].tobytes() == _JPEG_SOI and _JPEG_EOI not in data[-_EOI_WINDOW:].tobytes():
-        raise FrameReadError(f"{path}: truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise FrameReadError(f"{path}: cannot be decoded as an image (corrupt or unsupported)")
-    return image
-
-
-def to_rgb8(image: np.ndarray, path: Path | str = "") -> np.ndarray:
-    """Any decoded cv2 image -> ``[H, W, 3]`` uint8 RGB.
-
-    Pixel types: uint8 as is; uint16 scaled by 255 / 65535 (full range, rounded; no per-frame
-    stretching, so frames of a roll stay comparable); float in [0, 1] scaled by 255. Channels:
-    grey (2-D or 1 channel) replicated; grey + alpha and BGRA drop the alpha; BGR -> RGB.
-    """
-    import cv2
-
-    if image.dtype == np.uint16:
-        image = ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    elif image.dtype in (np.float32, np.float64):
-        image = (np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise FrameReadError(f"{path}: unsupported pixel type {image.dtype}")
-    if image.ndim == 3 and image.shape[2] in (1, 2):
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    if image.ndim == 3 and image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    raise FrameReadError(f"{path}: unsupported image layout {list(image.shape)}")
-
-
-def read_frame_rgb(path: str | Path) -> np.ndarray:
-    """Decode ``path`` (JPEG, PNG, BMP, TIFF; 8/16-bit; grey, colour or with alpha) to
-    ``[H, W, 3]`` uint8 RGB. Raises :class:`FrameReadError` naming the file and the problem."""
-    path = Path(path)
-    return to_rgb8(_decode(path), path)

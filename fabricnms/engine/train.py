@@ -27,22 +27,20 @@ from typing import Any
 
 import torch
 
-from fabricnms.config import DataSpec, TrainConfig, config_to_yaml, load_data_yaml
-from fabricnms.data.coco import load_coco
+from fabricnms.config import TrainConfig, config_to_yaml
 from fabricnms.data.dataset import (
-    FrameRecord,
     TrainWindows,
     WindowParams,
     build_augment,
     class_repeat_factors,
     collate_windows,
     frame_repeat_factors,
-    frames_from_coco,
 )
 from fabricnms.engine import checkpoint as ckpt_io
 from fabricnms.engine.evaluate import EvalReport, evaluate_frames
 from fabricnms.engine.history import plot_history, write_metrics_csv
 from fabricnms.engine.optim import ModelEMA, build_optimizer, build_scheduler
+from fabricnms.engine.run_lock import RunLock
 from fabricnms.engine.runtime import (
     DistInfo,
     all_ranks_true,
@@ -56,9 +54,16 @@ from fabricnms.engine.runtime import (
 )
 from fabricnms.engine.sampler import EpochSampler
 from fabricnms.engine.tiling import TileSettings
+from fabricnms.engine.train_progress import epoch_line, progress_bar
+from fabricnms.engine.train_start import (
+    check_classes,
+    load_resume_checkpoint,
+    load_start_weights,
+    load_train_data,
+)
 from fabricnms.errors import FabricError
 from fabricnms.io import atomic_write_text, increment_run_dir
-from fabricnms.log import console, get_logger
+from fabricnms.log import get_logger
 
 log = get_logger("train")
 
@@ -77,92 +82,6 @@ class TrainResult:
     best_epoch: int
     stopped_early: bool
     is_main: bool
-
-
-@dataclass
-class _Data:
-    spec: DataSpec
-    train_frames: list[FrameRecord]
-    val_frames: list[FrameRecord]
-    val_coco: dict[str, Any] | None
-
-
-def find_resume_checkpoint(resume: str, project: Path) -> Path:
-    """``latest`` -> newest ``project/train/*/weights/last.pt``; a run dir -> its last.pt."""
-    if resume == "latest":
-        candidates = sorted(
-            (project / "train").glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime
-        )
-        if not candidates:
-            raise FabricError(
-                f"--resume: no {project / 'train'}/*/weights/last.pt to resume; pass a run "
-                "directory or a last.pt"
-            )
-        return candidates[-1]
-    path = Path(resume)
-    if path.is_dir():
-        path = path / "weights" / "last.pt"
-    if not path.is_file():
-        raise FabricError(f"--resume {resume}: {path} does not exist")
-    return path
-
-
-def _load_data(cfg: TrainConfig) -> _Data:
-    if not cfg.data:
-        raise FabricError("no dataset: pass --data OUT/dataset.yaml (written by fabricnms convert)")
-    spec = load_data_yaml(cfg.data)
-    train_coco = load_coco(spec.split_path("train"))
-    train_frames = frames_from_coco(train_coco, spec.image_root, spec.nc)
-    if not train_frames:
-        raise FabricError(f"{spec.split_path('train')}: the train split has no images")
-    val_frames: list[FrameRecord] = []
-    val_coco = None
-    if "val" in spec.splits:
-        val_coco = load_coco(spec.split_path("val"))
-        val_frames = frames_from_coco(val_coco, spec.image_root, spec.nc)
-        if cfg.val_max_frames:
-            val_frames = val_frames[: cfg.val_max_frames]
-    return _Data(spec, train_frames, val_frames, val_coco)
-
-
-def _check_classes(names: list[str], data_names: tuple[str, ...], source: str) -> None:
-    if list(names) != list(data_names):
-        raise FabricError(
-            f"{source}: checkpoint classes ({len(names)}: {', '.join(names[:4])}...) differ from "
-            f"the dataset's ({len(data_names)}: {', '.join(data_names[:4])}...)"
-        )
-
-
-def load_start_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``model``; only mask-branch parameters may be missing from it.
-
-    A detector trained without masks thus starts a run with ``masks=true``: its weights load
-    and the mask branch keeps its fresh initialisation (logged). Any other mismatch is a
-    :class:`FabricError` naming ``source``.
-    """
-    from fabricnms.model.detector import MASK_BRANCH_PREFIX
-
-    try:
-        result = model.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys if not k.startswith(MASK_BRANCH_PREFIX)]
-        if missing or result.unexpected_keys:
-            first = (missing or result.unexpected_keys)[0]
-            kind = "missing" if missing else "unexpected"
-            raise RuntimeError(
-                f"{len(missing)} missing, {len(result.unexpected_keys)} unexpected keys "
-                f"({kind}: {first})"
-            )
-    except RuntimeError as exc:
-        raise FabricError(
-            f"{source}: weights do not fit the model (--model-width or model keys "
-            f"differ): {str(exc).splitlines()[0]}"
-        ) from None
-    if result.missing_keys:
-        log.info(
-            "%s has no mask branch: loaded the detector, the mask branch (%d tensors) starts fresh",
-            source,
-            len(result.missing_keys),
-        )
 
 
 def _targets_to(targets: list[dict[str, torch.Tensor]], device: torch.device) -> list[dict]:
@@ -184,8 +103,7 @@ class Trainer:
         self.dist: DistInfo = init_distributed(cfg.device)
         resume_ckpt = None
         if resume:
-            path = find_resume_checkpoint(resume, project)
-            resume_ckpt = ckpt_io.load_checkpoint(path)
+            path, resume_ckpt = load_resume_checkpoint(resume, project)
             # the original settings, except where the run may now execute
             cfg = dataclasses.replace(
                 TrainConfig(**resume_ckpt["train_config"]),
@@ -196,6 +114,9 @@ class Trainer:
             self.run_dir = Path(resume_ckpt["run_dir"])
             if not self.run_dir.is_dir():
                 self.run_dir = path.parent.parent
+        self.lock: RunLock | None = None
+        if resume_ckpt is not None and self.dist.is_main:
+            self.lock = RunLock(self.run_dir, "run folder").acquire()  # one writer per run
         self.cfg = cfg
         self.on_step = on_step
         self.device = resolve_device(cfg.device, self.dist.local_rank)
@@ -203,7 +124,7 @@ class Trainer:
         if self.device.type == "cpu":
             self.threads = configure_cpu_threads(cfg.threads, cfg.workers, self.dist.world_size)
         seed_everything(cfg.seed, cfg.deterministic)
-        self.data = _load_data(cfg)
+        self.data = load_train_data(cfg)
         from fabricnms.model.detector import Detector
 
         if cfg.freeze_detector and not (cfg.masks and cfg.weights):
@@ -214,7 +135,7 @@ class Trainer:
         self.model = Detector(num_classes=self.data.spec.nc, **cfg.model_kwargs()).to(self.device)
         if cfg.weights and resume_ckpt is None:
             start = ckpt_io.load_checkpoint(cfg.weights)
-            _check_classes(start["class_names"], self.data.spec.names, cfg.weights)
+            check_classes(start["class_names"], self.data.spec.names, cfg.weights)
             load_start_weights(self.model, ckpt_io.inference_state(start), cfg.weights)
         if cfg.freeze_detector:
             self.model.freeze_detector()
@@ -270,6 +191,7 @@ class Trainer:
             self._restore(resume_ckpt)
         elif self.dist.is_main:
             self.run_dir = run_dir or increment_run_dir(project / "train", name)
+            self.lock = RunLock(self.run_dir, "run folder").acquire()
         if self.dist.distributed:
             self.run_dir = Path(self._broadcast_text(str(getattr(self, "run_dir", ""))))
         self.weights_dir = self.run_dir / "weights"
@@ -289,7 +211,7 @@ class Trainer:
     # --- checkpoints -------------------------------------------------------------------------
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
-        _check_classes(ckpt["class_names"], self.data.spec.names, str(self.cfg.data))
+        check_classes(ckpt["class_names"], self.data.spec.names, str(self.cfg.data))
         self.model.load_state_dict(ckpt["model_state"])
         self.optimizer.load_state_dict(ckpt["optimizer_state"])
         self.scheduler.load_state_dict(ckpt["scheduler_state"])
@@ -365,14 +287,12 @@ class Trainer:
             clean = True
         except KeyboardInterrupt:
             if self.dist.is_main:
-                log.warning(
-                    "interrupted in epoch %d; resume with: fabricnms train --resume %s",
-                    self.epoch + 1,
-                    self.run_dir,
-                )
+                self._interrupt_hint()
             raise
         finally:
             shutdown_distributed(self.dist, clean)
+            if self.lock is not None:
+                self.lock.release()
         return TrainResult(
             run_dir=self.run_dir,
             best_path=self.weights_dir / "best.pt",
@@ -384,6 +304,21 @@ class Trainer:
             is_main=self.dist.is_main,
         )
 
+    def _interrupt_hint(self) -> None:
+        if (self.weights_dir / "last.pt").is_file():
+            log.warning(
+                "interrupted in epoch %d; resume with: fabricnms train --resume %s",
+                self.epoch + 1,
+                self.run_dir,
+            )
+        else:
+            log.warning(
+                "interrupted in epoch %d, before the first checkpoint (%s); nothing to "
+                "resume: run the same command again",
+                self.epoch + 1,
+                self.weights_dir / "last.pt",
+            )
+
     def _train_epoch(self) -> dict[str, Any]:
         cfg = self.cfg
         self.sampler.set_epoch(self.epoch)
@@ -392,18 +327,17 @@ class Trainer:
         sums: dict[str, float] = {}
         steps = 0
         start = time.perf_counter()
-        progress = _progress(self.dist.is_main)
+        progress = progress_bar(self.dist.is_main)
         with progress:
             task = progress.add_task(
-                f"epoch {self.epoch + 1}/{cfg.epochs}", total=len(self.loader), terms=""
+                f"epoch {self.epoch + 1}/{cfg.epochs}", total=len(self.loader), loss=""
             )
             for images, targets in self.loader:
                 terms = self._step(images, targets)
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v
                 steps += 1
-                text = " ".join(f"{k}={v / steps:.3g}" for k, v in _loss_first(sums))
-                progress.update(task, advance=1, terms=text)
+                progress.update(task, advance=1, loss=f"loss {sums['loss'] / steps:.4g}")
                 if self.on_step is not None:
                     self.on_step(self.global_step)
         means = self._mean_terms(sums, steps)
@@ -473,15 +407,20 @@ class Trainer:
             conf=cfg.val_conf,
             max_det=cfg.max_det,
         )
-        return evaluate_frames(
-            model,
-            self.data.val_frames,
-            self.data.val_coco,
-            self.data.spec.names,
-            settings,
-            acc_conf=cfg.acc_conf,
-            device=self.device,
-        )
+        with progress_bar(self.dist.is_main) as progress:
+            task = progress.add_task(
+                f"val {self.epoch}/{cfg.epochs}", total=len(self.data.val_frames), loss=""
+            )
+            return evaluate_frames(
+                model,
+                self.data.val_frames,
+                self.data.val_coco,
+                self.data.spec.names,
+                settings,
+                acc_conf=cfg.acc_conf,
+                device=self.device,
+                on_frame=lambda _i: progress.advance(task),
+            )
 
     def _end_epoch(self, row: dict[str, Any]) -> bool:
         """Validate, checkpoint, log; returns True when early stopping triggers."""
@@ -516,7 +455,7 @@ class Trainer:
                 )
             write_metrics_csv(self.run_dir / "metrics.csv", self.history)
             plot_history(self.history, self.run_dir)
-            log.info("%s", _row_text(row))
+            log.info("%s", epoch_line(row, cfg.epochs, self.best_metric, self.best_epoch))
             waited = self.epoch - self.best_epoch
             if cfg.patience and self.data.val_frames and waited >= cfg.patience:
                 stop = self.epoch < cfg.epochs
@@ -572,40 +511,6 @@ def _dense_float(dense: Any) -> Any:
             if isinstance(getattr(dense, f.name), torch.Tensor)
             and getattr(dense, f.name).is_floating_point()
         },
-    )
-
-
-def _row_text(row: dict[str, Any]) -> str:
-    parts = []
-    for key, value in row.items():
-        if isinstance(value, float):
-            parts.append(f"{key}={value:.4g}")
-        else:
-            parts.append(f"{key}={value}")
-    return " ".join(parts)
-
-
-def _progress(enabled: bool) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[terms]}"),
-        console=console,
-        disable=not enabled,
-        transient=False,
     )
 
 

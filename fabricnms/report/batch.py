@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from fabricnms.data.classes import class_names as default_class_names
+from fabricnms.data.frame_reader import FrameReadError, read_frame_bgr
 from fabricnms.engine.sources import discover_frames
 from fabricnms.errors import FabricError
 from fabricnms.io import atomic_write_bytes
@@ -167,15 +168,18 @@ def visualize_batch(
     for src, name in zip(sources, output_names(sources), strict=True):
         target = out_dir / name
         kept = target.exists() and not overwrite
-        image = cv2.imread(str(src), cv2.IMREAD_COLOR) if grid or not kept else None
+        image: np.ndarray | None = None
+        if grid or not kept:
+            try:
+                image = read_frame_bgr(src)
+            except FrameReadError as exc:
+                log.warning("%s, skipped", exc)
+                summary.unreadable.append(str(src))
         gt = annotations.get(src.name) if annotations else None
         pred = predictions.get(src.name).above(conf) if predictions else None
         if kept:
             summary.kept += 1
-        elif image is None:
-            log.warning("%s: unreadable image, skipped", src)
-            summary.unreadable.append(str(src))
-        else:
+        elif image is not None:
             drawn, counts = render_frame(image, gt, pred, mode, class_names, iou_threshold)
             for k, v in counts.items():
                 summary.outcomes[k] += v
