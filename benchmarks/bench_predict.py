@@ -91,6 +91,7 @@ def run(variant: Variant, roll: Path, out: Path, names: list[str]) -> dict[str, 
         sources=[str(roll)],
         weights=variant.weights,
         device="cpu",
+        conf=0.25,  # one threshold for every variant (an explicit model carries no operating point)
         threads=variant.threads,
         prefetch=variant.prefetch,
     )

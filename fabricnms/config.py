@@ -140,7 +140,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "ema_decay": (0.0, 0.99999),
     "workers": (0, 64),
     "threads": (0, 256),
-    "prefetch": (0, 64),
+    "prefetch": (-1, 64),
     "seed": (0, 2**32 - 1),
     "patience": (0, None),
     "random_window_prob": (0.0, 1.0),

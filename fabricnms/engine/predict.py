@@ -32,6 +32,7 @@ this session's timings) :mod:`fabricnms.engine.predict_summary`. The output fold
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +99,9 @@ class PredictConfig:
     checkpoint's operating point (:mod:`fabricnms.engine.operating_point`), resolved into
     ``conf`` and ``per_class_conf`` (class name -> threshold) in the saved config.
     ``threads``: CPU inference threads (0: :func:`~fabricnms.engine.backend.inference_threads`
-    decides); ``prefetch``: frames decoded ahead in a background thread (0: decode in line).
+    decides); ``prefetch``: frames decoded ahead in a background thread (0: decode in line;
+    -1: one ahead only when inference leaves a core free; measured with
+    ``benchmarks/bench_predict.py``, read-ahead is faster at 1 thread on 2 cores and slower at 2).
     ``calibrated``: ``px_per_mm`` was given (else it is an assumption the verdict states).
     ``report_info``: roll id, lot, operator, date ... for the roll report's header.
     """
@@ -129,7 +132,7 @@ class PredictConfig:
     max_points: float | None = None
     masks: bool = False
     threads: int = 0
-    prefetch: int = 1
+    prefetch: int = -1
     report_info: dict[str, str] = field(default_factory=dict)
 
 
@@ -250,6 +253,7 @@ def run_predict(
         weights=weights_str,
         device=str(device),
         threads=threads,
+        prefetch=cfg.prefetch if cfg.prefetch >= 0 else int(threads < (os.cpu_count() or 1)),
         overlays=overlays,
         roll=roll,
         conf=choice.point.conf,
