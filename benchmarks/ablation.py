@@ -13,6 +13,10 @@ mean +- std over the test seeds is printed::
     python benchmarks/ablation.py run --select CACHE_100.pt --choices CHOICES.json \\
         --test CACHE_101.pt CACHE_102.pt ...
 
+Detectors trained with different seeds (e.g. the ``--detach-plan`` ablation): cache each on the
+same test seeds, ``run --out`` each with the same choices, then ``table --per-run A.json B.json
+...`` gives mean +- std over the detectors (each averaged over its test seeds).
+
 Metrics: COCO AP and AP50, the Tianchi score (0.2 frame accuracy + 0.8 mAP), frame accuracy at
 the method's operating threshold (chosen on the selection seed) and detections per frame.
 Candidates are stored in float16 (boxes float32): every method reads the same numbers.
@@ -50,6 +54,11 @@ def cache(args: argparse.Namespace) -> None:
     spec = load_data_yaml(args.data)
     gt = load_coco(spec.split_path(args.split))
     frames = frames_from_coco(gt, spec.image_root, spec.nc)
+    if args.frames:
+        frames = frames[: args.frames]
+        keep = {f.image_id for f in frames}
+        gt = {**gt, "images": [i for i in gt["images"] if i["id"] in keep]}
+        gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
     model, _ = load_detector(args.weights)
     start = time.perf_counter()
     rows = []
@@ -85,6 +94,7 @@ _GREEDY = (
     {"iou": 0.5, "top_classes": 3},
     {"iou": 0.5, "top_classes": 3, "vote_iou": 0.6},
     {"iou": 0.6, "top_classes": 3, "vote_iou": 0.6},
+    {"iou": 0.5, "top_classes": 1, "vote_iou": 0.6},
     {"iou": 0.5, "top_classes": 1, "agnostic": True},
 )
 _SOFT = ({"top_classes": 1}, {"top_classes": 3})
@@ -92,10 +102,13 @@ METHODS = (
     Method("none"),
     Method("greedy", _GREEDY),
     Method("soft", _SOFT),
-    Method("greedy+merge", _GREEDY[1:4]),
+    Method("greedy+merge", _GREEDY[1:5]),
     Method("soft+merge", _SOFT),
     Method("dnms-no-merge", ({"match_cost": 1.5}, {"match_cost": 2.0})),
-    Method("dnms", ({"match_cost": 1.5}, {"match_cost": 2.0})),
+    Method(
+        "dnms",
+        ({"match_cost": 1.5}, {"match_cost": 2.0}, {"match_cost": 2.0, "top_classes": 3}),
+    ),
 )
 _DNMS_KNOBS = ("match_cost", "dup_overlap")
 
@@ -205,12 +218,21 @@ def run(args: argparse.Namespace) -> None:
 
 
 def table(args: argparse.Namespace) -> None:
-    """One table from several ``run --out`` files (test seeds run separately, same choices)."""
+    """One table from several ``run --out`` files: their test seeds pooled (test seeds run
+    separately, same choices), or with ``--per-run`` each file averaged over its test seeds
+    first (files = detectors trained with different seeds: the spread is over training)."""
     runs = [json.loads(p.read_text())["rows"] for p in args.runs]
+    if args.per_run:
+        runs = [[{**r, "seeds": [_mean(r["seeds"])]} for r in run] for run in runs]
     rows = [
         {**r, "seeds": [s for run in runs for s in run[i]["seeds"]]} for i, r in enumerate(runs[0])
     ]
     print_table(rows, len(rows[0]["seeds"]))
+
+
+def _mean(seeds: list[dict[str, float]]) -> dict[str, float]:
+    """Metric-wise mean of per-seed metric dicts."""
+    return {k: float(np.mean([s[k] for s in seeds])) for k in seeds[0]}
 
 
 def print_table(rows: list[dict[str, Any]], seeds: int) -> None:
@@ -237,6 +259,7 @@ def main() -> None:
     c.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     c.add_argument("--split", default="val")
     c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--frames", type=int, default=0, help="only the split's first N frames")
     r = sub.add_parser("run", help="every postprocess on the caches")
     r.add_argument("--select", type=Path, required=True, help="selection-seed cache")
     r.add_argument("--choices", type=Path, required=True, help="knob choices (JSON; made once)")
@@ -246,6 +269,7 @@ def main() -> None:
     r.add_argument("--out", type=Path, help="also write the rows as JSON")
     t = sub.add_parser("table", help="one table from several run --out files")
     t.add_argument("runs", type=Path, nargs="+")
+    t.add_argument("--per-run", action="store_true", help="average each file's seeds first")
     args = parser.parse_args()
     {"cache": cache, "run": run, "table": table}[args.cmd](args)
 

@@ -4,6 +4,13 @@ Candidates are realistic synthetic sets (:mod:`fabricnms.model.proposals`): clus
 20 defects (30 % long thin lines) of 20 classes in a 2446 x 1000 frame, about 10 % clutter,
 D = 32 embeddings, a trained-like one-to-one branch (``--o2o noisy`` for the hard case).
 
+``dnms`` is what ``suppress`` runs at inference: the compiled fast path
+(:mod:`fabricnms.model.dnms_fast`). ``dnms torch (forced)`` is the same ``suppress`` with the
+DNMS forced onto its differentiable torch path (``DifferentiableNMS(compiled=False)``, the
+training path), on the same candidates. The ``opencv`` row is
+``cv2.dnn.NMSBoxesBatched`` alone (best class per candidate, IoU 0.5, no ``top_k``): the floor
+any suppression is compared with.
+
 The "many hypotheses" rows use an untrained one-to-one branch (every o2o score 0.1-0.5, as
 from a random init or early in training), so the DNMS works at its hypothesis cap: ``K = 100``
 (the default ``max_hyp``) and ``K = 300``. The "tiny" line is one 128 x 128 frame full of
@@ -11,43 +18,49 @@ candidates (3 defects, N = 126, untrained o2o), where every candidate overlaps m
 and per-op overhead dominates.
 
 Latency: median and minimum wall time (ms) over ``--repeats`` runs after one warm-up, under
-``torch.no_grad()``, the full ``suppress`` path of :mod:`fabricnms.model.postprocess`.
-Peak memory: growth of the process's peak resident set (``ru_maxrss``) during the first
-(warm-up) run, measured in a fresh subprocess per cell so earlier cells do not mask it. (Torch's
-CPU allocator bypasses ``tracemalloc``, and the profiler reports no CPU peak.)
+``torch.no_grad()``, the full ``suppress`` path of :mod:`fabricnms.model.postprocess`. All
+methods of one table column run side by side in this one process, interleaved (run ``r`` of
+every method, then run ``r + 1``), so that a shared machine's load hits them alike; the load
+average is printed with the table. Peak memory (Linux): the peak resident set of one call over
+the resident set before it (``VmHWM`` reset through ``/proc/self/clear_refs`` after
+``malloc_trim``), in a fresh subprocess per cell after a warm-up call on 100 candidates (so
+that loading torch's and the compiled kernels' code is not counted). (Torch's CPU allocator
+bypasses ``tracemalloc``, and the profiler reports no CPU peak.)
 
-The ``opencv`` row is ``cv2.dnn.NMSBoxesBatched`` alone (best class per candidate, IoU 0.5,
-no ``top_k``) on the same candidates: the floor any suppression is compared with, side by side
-in the same process. ``--cache FILE`` (a cache of :mod:`benchmarks.ablation`) times instead the
-real candidate sets of detector frames (about 3,000 per 2446 x 1000 frame): median and range
-over the cached frames.
+``--cache FILE`` (a cache of :mod:`benchmarks.ablation`) times instead the real candidate sets
+of detector frames (about 3,000 per 2446 x 1000 frame): median and range over the cached
+frames, methods interleaved per frame.
 
 If ``fabricnms.model.detector.Detector`` is importable, the detector forward on one 1024 x 1024
 image is timed too, for scale. Usage:
 ``python benchmarks/bench_nms.py [--repeats 20] [--o2o noisy] [--threads 1] [--cache C.pt]``.
 On a machine shared with other jobs, use ``--threads 1``: OpenMP threads that wait for busy
-cores make every small op 10-100x slower.
+cores make every small torch op 10-100x slower (the compiled DNMS runs on one thread whatever
+the setting, and its few torch ops are too small for torch to split).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import resource
+import copy
+import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 SIZES = (100, 1000, 5000)
 TINY = 128  # side of the "tiny" frame, px
 TINY_N = 126
+DNMS_TORCH = "dnms torch (forced)"
 
 
 def _rows(o2o: str) -> list[tuple[str, str, str, int]]:
     """Table rows: (label, method, o2o flavour, DNMS max_hyp)."""
     return [
         ("dnms", "dnms", o2o, 100),
+        (DNMS_TORCH, DNMS_TORCH, o2o, 100),
         ("opencv NMSBoxesBatched", "opencv", o2o, 100),
         ("greedy", "greedy", o2o, 100),
         ("greedy+merge", "greedy+merge", o2o, 100),
@@ -85,40 +98,62 @@ def _candidates(n: int, o2o: str, side: int):
     return Candidates(ps.boxes, ps.scores_o2o, ps.scores_o2m, ps.quality, ps.embed)
 
 
-def _cell(method: str, n: int, o2o: str, max_hyp: int, side: int, repeats: int) -> dict:
-    """Run in a fresh process: peak RSS growth of the first call, then median latency."""
+def _peak_mb(method: str, n: int, o2o: str, max_hyp: int, side: int) -> float:
+    """Run in a fresh process: peak RSS growth (MB) of one call, after a warm-up call."""
+    import ctypes
+
     import torch
 
     from fabricnms.model.dnms import DifferentiableNMS
 
     torch.manual_seed(0)
-    cands = [_candidates(n, o2o, side)]
     run = _runner(method, DifferentiableNMS(max_hyp=max_hyp))
     with torch.no_grad():
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        dets = run(cands[0])
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-        times = []
+        run(_candidates(100, o2o, side))
+        cands = _candidates(n, o2o, side)
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # free heap back to the OS, then
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS to the current one
+        before = _status_kb("VmRSS")
+        run(cands)
+        return (_status_kb("VmHWM") - before) / 1024
+
+
+def _status_kb(key: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``: resident now, ``VmHWM``: peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def _interleaved(runs: list, inputs: list, repeats: int) -> list[list[float]]:
+    """Times (ms) of ``runs[m](inputs[m])``, one warm-up each, then ``repeats`` rounds of all."""
+    import torch
+
+    times: list[list[float]] = [[] for _ in runs]
+    with torch.no_grad():
+        for run, arg in zip(runs, inputs, strict=True):
+            run(arg)
         for _ in range(repeats):
-            t0 = time.perf_counter()
-            run(cands[0])
-            times.append(time.perf_counter() - t0)
-    return {
-        "n": len(cands[0]),
-        "ms": 1000 * statistics.median(times),
-        "min_ms": 1000 * min(times),
-        "peak_mb": peak_kb / 1024,
-        "dets": dets,
-    }
+            for m, (run, arg) in enumerate(zip(runs, inputs, strict=True)):
+                t0 = time.perf_counter()
+                run(arg)
+                times[m].append(1000 * (time.perf_counter() - t0))
+    return times
 
 
 def _runner(method: str, dnms):
-    """``candidates -> detection count`` for a method of ``suppress`` or ``"opencv"``."""
+    """``candidates -> detection count`` for a method of ``suppress``, ``"opencv"`` or the
+    DNMS forced onto its torch path."""
     import cv2
     import numpy as np
 
     from fabricnms.model.boxes import xyxy_to_xywh
     from fabricnms.model.postprocess import suppress
+
+    if method == DNMS_TORCH:
+        dnms, method = copy.copy(dnms), "dnms"
+        dnms.compiled = False
 
     def opencv(c) -> int:
         score, label = (c.scores_o2m * c.quality[:, None]).sqrt().max(dim=1)
@@ -135,7 +170,7 @@ def _runner(method: str, dnms):
 
 
 def _real_frames(path: str, repeats: int) -> None:
-    """Median (min-max) ms per real cached frame of each method, one process, side by side."""
+    """Median (min-max) ms per real cached frame of each method, one process, interleaved."""
     import torch
 
     from fabricnms.model.dnms import DifferentiableNMS
@@ -148,17 +183,15 @@ def _real_frames(path: str, repeats: int) -> None:
     ][: max(repeats, 5)]
     sizes = sorted(len(c) for c in frames)
     print(f"{path}: {len(frames)} real frames, N = {sizes[0]}-{sizes[-1]} candidates")
-    for method in ("dnms", "opencv", "greedy", "greedy+merge"):
-        run = _runner(method, DifferentiableNMS())
-        times = []
-        with torch.no_grad():
-            run(frames[0])
-            for c in frames:
-                t0 = time.perf_counter()
-                run(c)
-                times.append(1000 * (time.perf_counter() - t0))
-        med = statistics.median(times)
-        print(f"{method:<28}{med:>10.2f} ms median ({min(times):.2f}-{max(times):.2f})")
+    methods = ("dnms", DNMS_TORCH, "opencv", "greedy", "greedy+merge")
+    runs = [_runner(m, DifferentiableNMS()) for m in methods]
+    times: list[list[float]] = [[] for _ in methods]
+    for c in frames:
+        for m, t in enumerate(_interleaved(runs, [c] * len(runs), 1)):
+            times[m] += t
+    for method, t in zip(methods, times, strict=True):
+        med = statistics.median(t)
+        print(f"{method:<28}{med:>10.2f} ms median ({min(t):.2f}-{max(t):.2f})")
 
 
 def _detector_ms(repeats: int) -> str:
@@ -180,12 +213,11 @@ def _detector_ms(repeats: int) -> str:
     return f"{1000 * statistics.median(times):.1f} ms"
 
 
-def _run_cell(args: argparse.Namespace, method: str, n: int, o2o: str, k: int, side: int) -> dict:
-    reps = args.repeats if n <= 1000 else max(3, args.repeats // 4)
-    cmd = [sys.executable, __file__, "--cell", method, str(n), o2o, str(k), str(side)]
-    cmd += ["--repeats", str(reps), "--threads", str(args.threads)]
+def _peak_cell(args: argparse.Namespace, method: str, n: int, o2o: str, k: int) -> float:
+    cmd = [sys.executable, __file__, "--cell", method, str(n), o2o, str(k), "0"]
+    cmd += ["--threads", str(args.threads)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -204,30 +236,47 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.cell:
         method, n, o2o, k, side = args.cell
-        print(json.dumps(_cell(method, int(n), o2o, int(k), int(side), args.repeats)))
+        print(_peak_mb(method, int(n), o2o, int(k), int(side)))
         return
 
     import torch
 
+    from fabricnms.model.dnms import DifferentiableNMS
+
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load}")
     if args.cache:
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
         _real_frames(args.cache, args.repeats)
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, o2o={args.o2o}")
-    print("latency: median (min) ms, no_grad; peak: ru_maxrss growth of the first call, MB")
+    print(f"o2o={args.o2o}; latency: median (min) ms, no_grad, methods interleaved in one")
+    print("process; peak: resident-set growth (VmHWM) of one call after a warm-up, MB")
+    rows = _rows(args.o2o)
+    cells: dict[tuple[str, int], str] = {}
+    for n in SIZES:
+        cands = {o2o: _candidates(n, o2o, 0) for o2o in {r[2] for r in rows}}
+        runs = [_runner(method, DifferentiableNMS(max_hyp=k)) for _, method, _, k in rows]
+        reps = args.repeats if n <= 1000 else max(3, args.repeats // 4)
+        times = _interleaved(runs, [cands[r[2]] for r in rows], reps)
+        for (label, method, o2o, k), t in zip(rows, times, strict=True):
+            peak = _peak_cell(args, method, n, o2o, k)
+            med = statistics.median(t)
+            cells[label, n] = f"{med:>10.2f} ({min(t):.2f}) ms {peak:>6.1f} MB"
     print(f"{'method':<28}" + "".join(f"{'N=' + str(n):>30}" for n in SIZES))
-    for label, method, o2o, k in _rows(args.o2o):
-        row = f"{label:<28}"
-        for n in SIZES:
-            cell = _run_cell(args, method, n, o2o, k, 0)
-            row += f"{cell['ms']:>10.2f} ({cell['min_ms']:.2f}) ms {cell['peak_mb']:>6.1f} MB"
-        print(row)
-    tiny = []
-    for method in ("dnms", "opencv", "greedy"):
-        cell = _run_cell(args, method, TINY_N, "untrained", 100, TINY)
-        tiny.append(f"{method} {cell['ms']:.2f} ({cell['min_ms']:.2f}) ms, {cell['dets']} dets")
-    print(f"tiny {TINY}x{TINY} frame, N={TINY_N}, untrained o2o: " + "; ".join(tiny))
+    for label, *_ in rows:
+        print(f"{label:<28}" + "".join(cells[label, n] for n in SIZES))
+    methods = ("dnms", DNMS_TORCH, "opencv", "greedy")
+    runs = [_runner(m, DifferentiableNMS()) for m in methods]
+    tiny = _candidates(TINY_N, "untrained", TINY)
+    parts = []
+    for method, t, run in zip(
+        methods, _interleaved(runs, [tiny] * 4, args.repeats), runs, strict=True
+    ):
+        with torch.no_grad():
+            dets = run(tiny)
+        parts.append(f"{method} {statistics.median(t):.2f} ({min(t):.2f}) ms, {dets} dets")
+    print(f"tiny {TINY}x{TINY} frame, N={TINY_N}, untrained o2o: " + "; ".join(parts))
     print(f"detector forward 1x3x1024x1024: {_detector_ms(args.repeats)}")
+    print(f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

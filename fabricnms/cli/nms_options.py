@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-_PANEL = "Suppression (greedy / soft)"
+_PANEL = "Suppression knobs"
 
 Iou = Annotated[
     float,
@@ -26,7 +26,8 @@ TopClasses = Annotated[
     int,
     typer.Option(
         min=1,
-        help="Entries per candidate: its best classes (multi-class candidates).",
+        help="Classes per detection: greedy / soft take each candidate's best classes; dnms "
+        "adds each detection's next best classes, scored by their plan evidence.",
         rich_help_panel=_PANEL,
     ),
 ]

@@ -7,7 +7,8 @@ are fused into its output box and score; hypotheses that describe the same defec
 one are merged into it (their plan columns are added, so their rows still count). Segments of
 one line (e.g. the pieces of a warp line cut by tiles) are joined and the detection spans the
 union of their extents along the line. Every step is a tensor operation on a padded batch; the
-only Python loop over images is the final unpadding.
+only Python loop over images is the final unpadding. Where no gradient is needed (inference),
+the same mathematics runs compiled instead (:mod:`fabricnms.model.dnms_fast`).
 
 Cost: at most ``max_hyp`` hypotheses per image (top o2o scores), so an untrained o2o branch that
 puts every location above the floor costs ``O(N max_hyp)``, not ``O(N^2)``. Only the pairwise
@@ -51,8 +52,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from fabricnms.model.class_guesses import EVIDENCE_KEY
+from fabricnms.model.dnms_fast import fast_dnms, needs_grad
+from fabricnms.model.dnms_fast_match import kernel_settings
 from fabricnms.model.dnms_fusion import (
     FusionSettings,
+    class_evidence,
     collected_o2o,
     column_labels,
     fuse,
@@ -111,6 +116,8 @@ class DifferentiableNMS(nn.Module):
         merge_rounds: rounds of merge-then-recheck (a chain of fragments needs one per link).
         merge: merge duplicates and join lines (:mod:`fabricnms.model.merge`); ``False`` keeps
             every hypothesis column (the ablation's ``dnms-no-merge``).
+        compiled: where no gradient is needed, run the compiled inference path
+            (:mod:`fabricnms.model.dnms_fast`, same results); ``False``: always the torch path.
     """
 
     def __init__(
@@ -138,6 +145,7 @@ class DifferentiableNMS(nn.Module):
         line_gap: float = 1.0,
         merge_rounds: int = 3,
         merge: bool = True,
+        compiled: bool = True,
     ) -> None:
         super().__init__()
         if eps <= 0 or fuse_sigma <= 0 or min(iters, max_hyp, fuse_rows, merge_rounds) < 1:
@@ -153,7 +161,7 @@ class DifferentiableNMS(nn.Module):
         self.fuse_sigma, self.fuse_steps, self.fuse_rows = fuse_sigma, fuse_steps, fuse_rows
         self.dup_overlap, self.part_iou = dup_overlap, part_iou
         self.line_aspect, self.line_align, self.line_gap = line_aspect, line_align, line_gap
-        self.merge_rounds, self.merge = merge_rounds, merge
+        self.merge_rounds, self.merge, self.compiled = merge_rounds, merge, compiled
 
     @property
     def merge_settings(self) -> MergeSettings:
@@ -239,16 +247,38 @@ class DifferentiableNMS(nn.Module):
         Returns:
             One :class:`Detections` per image (0-based labels, scores in [0, 1], variable
             length); ``extra`` holds ``support`` (plan mass the detection received),
-            ``index`` (row index of its hypothesis) and, with ``coeffs``, ``mask_coeffs``
+            ``index`` (row index of its hypothesis), ``class_evidence`` ``[K, C]`` (the
+            plan-weighted mean evidence of every class, :func:`~fabricnms.model.dnms_fusion.
+            class_evidence`) and, with ``coeffs``, ``mask_coeffs``
             ``[K, P]`` fused by :func:`~fabricnms.model.dnms_fusion.fuse_coeffs` over the same
             final plan as the boxes.
             Boxes and scores are differentiable with respect to boxes, both score tensors,
             quality and embeddings.
+
+        With ``compiled`` (the default), when no gradient is needed (autograd off, as under
+        ``torch.no_grad`` or ``torch.inference_mode``, or no input requiring grad) the same
+        computation runs in compiled kernels instead (:mod:`fabricnms.model.dnms_fast`).
         """
         _check_inputs(boxes, scores_o2m, scores_o2o, quality, embed, valid)
         bsz, n = boxes.shape[:2]
         if n == 0:
             return [_empty(boxes) for _ in range(bsz)]
+        if self.compiled and not needs_grad(boxes, scores_o2m, scores_o2o, quality, embed, coeffs):
+            fast = fast_dnms(
+                kernel_settings(
+                    self.match_settings, self.fusion_settings, self.merge_settings, self.merge
+                ),
+                self.max_hyp,
+                boxes,
+                scores_o2m,
+                scores_o2o,
+                quality,
+                embed,
+                valid,
+                coeffs,
+            )
+            if fast is not None:
+                return fast
         m = self.match(boxes, scores_o2m, scores_o2o, quality, embed, valid)
         kk = m.hyp_index.shape[1]
         plan = m.plan[..., :kk]
@@ -298,7 +328,11 @@ class DifferentiableNMS(nn.Module):
             h = collected_o2o(plan, scores_o2o, m.row_mass, labels)
             score, support = column_score(fs, plan, h, u_mass)
         survivor = alive
-        extra = {"support": support, "index": m.hyp_index}
+        extra = {
+            "support": support,
+            "index": m.hyp_index,
+            EVIDENCE_KEY: class_evidence(plan, evidence),
+        }
         if coeffs is not None:
             start = coeffs.gather(1, m.hyp_index[..., None].expand(-1, -1, coeffs.shape[-1]))
             extra["mask_coeffs"] = fuse_coeffs(fs, plan, coeffs, start, q)

@@ -123,3 +123,12 @@ def column_labels(plan: Tensor, evidence: Tensor, fallback: Tensor) -> tuple[Ten
     """
     best, label = torch.einsum("bnk,bnc->bkc", plan, evidence).max(dim=2)
     return torch.where(best > 0, label, fallback), best
+
+
+def class_evidence(plan: Tensor, evidence: Tensor) -> Tensor:
+    """``[B, K, C]`` plan-weighted mean class evidence of each column,
+    ``U_j(c) = sum_i P_ij e_i(c) / sum_i P_ij`` (``plan [B, N, K]``, ``evidence [B, N, C]`` as in
+    :func:`column_labels`; 0 for an empty column): what :mod:`fabricnms.model.class_guesses`
+    ranks a detection's other classes by."""
+    support = plan.sum(dim=1).clamp(min=TINY)[..., None]
+    return torch.einsum("bnk,bnc->bkc", plan, evidence) / support

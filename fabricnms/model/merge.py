@@ -9,18 +9,22 @@ seen in pieces by the detector). A survivor's box grows over the parts (IoU belo
 :class:`~fabricnms.model.dnms.DifferentiableNMS` runs :func:`merge_groups` on its fused
 hypotheses (then re-fuses the survivors' plan columns); :func:`merge_detections` applies the
 same grouping to the output of a classic suppression (``greedy+merge``, ``soft+merge``).
-Boxes are ``xyxy`` pixels; every function works on a padded batch ``[B, K, ...]``.
+Boxes are ``xyxy`` pixels; every torch function works on a padded batch ``[B, K, ...]``.
+Inference (the fast DNMS and :func:`merge_detections`) runs the same rules compiled, in
+:mod:`fabricnms.model.merge_kernel`; the torch functions here are the differentiable DNMS's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from fabricnms.model.boxes import pairwise_iou_iomin
+from fabricnms.model.merge_kernel import line_span_kernel, merge_groups_kernel
 from fabricnms.model.types import Detections
 
 
@@ -52,17 +56,21 @@ def merge_detections(det: Detections, s: MergeSettings | None = None) -> Detecti
     box spans its segments along the line. Unlike in the DNMS, a survivor is not widened over
     the parts it absorbed: the DNMS re-fuses a widened box from its plan rows, while here a
     weak large box around a confident small one would simply blow it up. Returns the
-    survivors sorted by descending score.
+    survivors sorted by descending score. Runs the compiled grouping
+    (:mod:`fabricnms.model.merge_kernel`, no gradient).
     """
     s = s or MergeSettings()
     det = det.select(det.scores.argsort(descending=True, stable=True))
     if len(det) < 2:
         return det
-    valid = torch.ones(1, len(det), dtype=torch.bool, device=det.boxes.device)
-    _, owner, span, line = merge_groups(det.boxes[None], det.labels[None], valid, s)
-    merged = dataclasses.replace(det, boxes=line_span(det.boxes[None], span, line)[0])
-    keep = owner[0] == torch.arange(len(det), device=owner.device)
-    return merged.select(keep.nonzero().flatten())
+    boxes = det.boxes.detach().to("cpu", torch.float64).contiguous().numpy()
+    labels = det.labels.to("cpu", torch.long).contiguous().numpy()
+    no_line = np.zeros(len(det), dtype=np.bool_)
+    _, owner, span, line = merge_groups_kernel(boxes, labels, boxes, no_line, *astuple(s))
+    joined = torch.from_numpy(line_span_kernel(boxes, span, line))
+    merged = dataclasses.replace(det, boxes=joined.to(det.boxes.device, det.boxes.dtype))
+    keep = torch.from_numpy(np.flatnonzero(owner == np.arange(len(det))))
+    return merged.select(keep.to(det.boxes.device))
 
 
 def same_defect(boxes: Tensor, labels: Tensor, s: MergeSettings) -> tuple[Tensor, Tensor, Tensor]:

@@ -6,7 +6,9 @@ optional tiling (:meth:`Candidates.shifted`, :func:`concat_candidates`) -> :func
 frame after shifting); labels 0-based; scores probabilities.
 
 Scores per method (all in [0, 1]):
-    dnms:   the DNMS confidence ``h ** 0.5 * u ** 0.5`` (see :mod:`fabricnms.model.dnms`).
+    dnms:   the DNMS confidence ``h ** 0.5 * u ** 0.5`` (see :mod:`fabricnms.model.dnms`); with
+            ``top_classes`` > 1 each detection also reports its next best classes
+            (:mod:`fabricnms.model.class_guesses`).
     greedy: ``sqrt(o2m class prob * quality)`` of each candidate's ``top_classes`` best classes,
             then greedy IoU NMS over all of them (:class:`~fabricnms.model.nms.NmsSettings`).
     soft:   the same dense scores, Gaussian Soft-NMS rescored (floor 0.001).
@@ -26,6 +28,7 @@ import torch
 from torch import Tensor
 
 from fabricnms.errors import FabricError
+from fabricnms.model.class_guesses import add_class_guesses
 from fabricnms.model.dnms import DifferentiableNMS
 from fabricnms.model.merge import merge_detections
 from fabricnms.model.nms import (
@@ -154,7 +157,10 @@ def pad_candidates(
 
 
 def _pad_stack(parts: list[Tensor], n: int) -> Tensor:
-    """``[N_i, ...]`` tensors zero-padded to ``N = n`` rows and stacked: ``[B, n, ...]``."""
+    """``[N_i, ...]`` tensors zero-padded to ``N = n`` rows and stacked: ``[B, n, ...]`` (a
+    view of the one tensor of a batch of one)."""
+    if len(parts) == 1 and parts[0].shape[0] == n:
+        return parts[0][None]
     return torch.stack([torch.cat([t, t.new_zeros((n - t.shape[0], *t.shape[1:]))]) for t in parts])
 
 
@@ -174,12 +180,14 @@ def suppress(
             (default) is one batched Sinkhorn pass.
         conf: minimum output score. max_det: most detections per image (highest scores).
         dnms: a configured :class:`DifferentiableNMS` (default hyper-parameters otherwise).
-        nms: knobs of greedy / soft (:class:`NmsSettings` defaults otherwise).
+        nms: knobs of greedy / soft (:class:`NmsSettings` defaults otherwise); DNMS reads its
+            ``top_classes`` (classes per detection).
     """
     if method not in METHODS:
         raise FabricError(f"unknown NMS method {method!r}: choose one of {', '.join(METHODS)}")
     if not cands:
         return []
+    settings = nms if nms is not None else NmsSettings()
     if method.startswith("dnms"):
         module = dnms if dnms is not None else DifferentiableNMS()
         if method == "dnms-no-merge":
@@ -190,8 +198,7 @@ def suppress(
         if all(c is not None for c in coeffs):
             padded = _pad_stack(coeffs, max(len(c) for c in cands))  # type: ignore[arg-type]
         dets = module(*pad_candidates(cands), coeffs=padded)
-        return [_top(d, conf, max_det) for d in dets]
-    settings = nms if nms is not None else NmsSettings()
+        return [_top(add_class_guesses(d, settings.top_classes), conf, max_det) for d in dets]
     base, _, merge = method.partition("+")
     out = []
     for c in cands:
@@ -214,7 +221,10 @@ def postprocess(
 
 def _top(det: Detections, conf: float, max_det: int) -> Detections:
     """Keep ``score >= conf``, then the ``max_det`` best (detections arrive sorted)."""
-    return det.select((det.scores >= conf).nonzero().flatten()[:max_det])
+    keep = det.scores >= conf
+    if len(det) <= max_det and bool(keep.all()):
+        return det
+    return det.select(keep.nonzero().flatten()[:max_det])
 
 
 def _baseline(c: Candidates, method: str, conf: float, max_det: int, s: NmsSettings) -> Detections:
