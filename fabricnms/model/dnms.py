@@ -64,7 +64,14 @@ from fabricnms.model.dnms_fusion import (
     fuse_coeffs,
 )
 from fabricnms.model.dnms_fusion import score as column_score
-from fabricnms.model.dnms_match import TINY, Matching, MatchSettings, match_hypotheses, row_quality
+from fabricnms.model.dnms_match import (
+    TINY,
+    Matching,
+    MatchSettings,
+    check_inputs,
+    match_hypotheses,
+    row_quality,
+)
 from fabricnms.model.merge import MergeSettings, line_span, merge_groups, unsort
 from fabricnms.model.types import Detections
 
@@ -254,29 +261,16 @@ class DifferentiableNMS(nn.Module):
             final plan as the boxes.
             Boxes and scores are differentiable with respect to boxes, both score tensors,
             quality and embeddings.
-
-        With ``compiled`` (the default), when no gradient is needed (autograd off, as under
-        ``torch.no_grad`` or ``torch.inference_mode``, or no input requiring grad) the same
-        computation runs in compiled kernels instead (:mod:`fabricnms.model.dnms_fast`).
         """
-        _check_inputs(boxes, scores_o2m, scores_o2o, quality, embed, valid)
+        check_inputs(boxes, scores_o2m, scores_o2o, quality, embed, valid)
         bsz, n = boxes.shape[:2]
         if n == 0:
             return [_empty(boxes) for _ in range(bsz)]
-        if self.compiled and not needs_grad(boxes, scores_o2m, scores_o2o, quality, embed, coeffs):
-            fast = fast_dnms(
-                kernel_settings(
-                    self.match_settings, self.fusion_settings, self.merge_settings, self.merge
-                ),
-                self.max_hyp,
-                boxes,
-                scores_o2m,
-                scores_o2o,
-                quality,
-                embed,
-                valid,
-                coeffs,
-            )
+        args = (boxes, scores_o2m, scores_o2o, quality, embed, valid, coeffs)
+        if self.compiled and not needs_grad(*args):
+            merge = self.merge_settings
+            ks = kernel_settings(self.match_settings, self.fusion_settings, merge, self.merge)
+            fast = fast_dnms(ks, self.max_hyp, *args)
             if fast is not None:
                 return fast
         m = self.match(boxes, scores_o2m, scores_o2o, quality, embed, valid)
@@ -328,11 +322,8 @@ class DifferentiableNMS(nn.Module):
             h = collected_o2o(plan, scores_o2o, m.row_mass, labels)
             score, support = column_score(fs, plan, h, u_mass)
         survivor = alive
-        extra = {
-            "support": support,
-            "index": m.hyp_index,
-            EVIDENCE_KEY: class_evidence(plan, evidence),
-        }
+        extra = {"support": support, "index": m.hyp_index}
+        extra[EVIDENCE_KEY] = class_evidence(plan, evidence)
         if coeffs is not None:
             start = coeffs.gather(1, m.hyp_index[..., None].expand(-1, -1, coeffs.shape[-1]))
             extra["mask_coeffs"] = fuse_coeffs(fs, plan, coeffs, start, q)
@@ -352,36 +343,6 @@ class DifferentiableNMS(nn.Module):
         return out
 
 
-def _check_inputs(
-    boxes: Tensor,
-    scores_o2m: Tensor,
-    scores_o2o: Tensor,
-    quality: Tensor | None,
-    embed: Tensor | None,
-    valid: Tensor | None,
-) -> None:
-    if boxes.dim() != 3 or boxes.shape[-1] != 4:
-        raise ValueError(f"boxes must be [B, N, 4], got {tuple(boxes.shape)}")
-    bn = tuple(boxes.shape[:2])
-    if scores_o2m.dim() != 3 or tuple(scores_o2m.shape[:2]) != bn:
-        raise ValueError(f"scores_o2m must be [B, N, C] with B, N = {bn}")
-    if scores_o2o.shape != scores_o2m.shape:
-        raise ValueError("scores_o2o must have the shape of scores_o2m")
-    if quality is not None and tuple(quality.shape) != bn:
-        raise ValueError(f"quality must be [B, N] = {bn}, got {tuple(quality.shape)}")
-    if embed is not None and (embed.dim() != 3 or tuple(embed.shape[:2]) != bn):
-        raise ValueError(f"embed must be [B, N, D] with B, N = {bn}")
-    if valid is not None and tuple(valid.shape) != bn:
-        raise ValueError(f"valid must be [B, N] = {bn}, got {tuple(valid.shape)}")
-
-
 def _empty(like: Tensor) -> Detections:
-    return Detections(
-        boxes=like.new_zeros(0, 4),
-        scores=like.new_zeros(0),
-        labels=torch.zeros(0, dtype=torch.long, device=like.device),
-        extra={
-            "support": like.new_zeros(0),
-            "index": torch.zeros(0, dtype=torch.long, device=like.device),
-        },
-    )
+    zero, none = like.new_zeros(0), torch.zeros(0, dtype=torch.long, device=like.device)
+    return Detections(like.new_zeros(0, 4), zero, none, extra={"support": zero, "index": none})

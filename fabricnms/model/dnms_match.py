@@ -183,3 +183,28 @@ def _transport(
     ).scatter(2, index, cost)
     res = sinkhorn_solve(dense, *args)
     return SinkhornResult(res.plan.gather(2, index), res.iterations, res.marginal_error)
+
+
+def check_inputs(
+    boxes: Tensor,
+    scores_o2m: Tensor,
+    scores_o2o: Tensor,
+    quality: Tensor | None,
+    embed: Tensor | None,
+    valid: Tensor | None,
+) -> None:
+    """Shapes of :func:`match_hypotheses`' inputs (see there); raises ValueError naming the one
+    that does not fit."""
+    if boxes.dim() != 3 or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must be [B, N, 4], got {tuple(boxes.shape)}")
+    bn = tuple(boxes.shape[:2])
+    if scores_o2m.dim() != 3 or tuple(scores_o2m.shape[:2]) != bn:
+        raise ValueError(f"scores_o2m must be [B, N, C] with B, N = {bn}")
+    if scores_o2o.shape != scores_o2m.shape:
+        raise ValueError("scores_o2o must have the shape of scores_o2m")
+    if quality is not None and tuple(quality.shape) != bn:
+        raise ValueError(f"quality must be [B, N] = {bn}, got {tuple(quality.shape)}")
+    if embed is not None and (embed.dim() != 3 or tuple(embed.shape[:2]) != bn):
+        raise ValueError(f"embed must be [B, N, D] with B, N = {bn}")
+    if valid is not None and tuple(valid.shape) != bn:
+        raise ValueError(f"valid must be [B, N] = {bn}, got {tuple(valid.shape)}")
