@@ -211,6 +211,19 @@ def test_patience_stops_when_the_metric_stalls(
     assert load_checkpoint(result.best_path)["epoch"] == 2
 
 
+def test_time_limit_stops_after_the_epoch_it_is_reached(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fabricnms.engine import train as train_module
+
+    clock = iter(range(0, 10_000, 45))  # each reading 45 s after the last: 0.75 min per epoch
+
+    monkeypatch.setattr(train_module.time, "perf_counter", lambda: float(next(clock)))
+    result = train(tiny_config(data, epochs=6, max_minutes=1.0), project=tmp_path, name="cap")
+    assert result.stopped_early and 1 <= result.epochs_done < 6
+    assert load_checkpoint(result.last_path)["epoch"] == result.epochs_done
+
+
 def test_cpu_threads_leave_cores_to_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     from fabricnms.engine.runtime import configure_cpu_threads
 
