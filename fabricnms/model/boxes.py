@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-_EPS = 1e-7
+AREA_EPS = 1e-7  # floor of every area divided by (IoU, IoMin, GIoU), here and in the kernels
 
 
 def xyxy_to_xywh(boxes: Tensor) -> Tensor:
@@ -44,7 +44,7 @@ def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
     """Intersection over union, ``[..., N, 4] x [..., M, 4] -> [..., N, M]``."""
     inter = _pairwise_inter(a, b)
     union = box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter
-    return inter / union.clamp(min=_EPS)
+    return inter / union.clamp(min=AREA_EPS)
 
 
 def pairwise_iomin(a: Tensor, b: Tensor) -> Tensor:
@@ -55,7 +55,7 @@ def pairwise_iomin(a: Tensor, b: Tensor) -> Tensor:
     """
     inter = _pairwise_inter(a, b)
     smaller = torch.minimum(box_area(a)[..., :, None], box_area(b)[..., None, :])
-    return inter / smaller.clamp(min=_EPS)
+    return inter / smaller.clamp(min=AREA_EPS)
 
 
 def pairwise_iou_iomin(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
@@ -63,19 +63,19 @@ def pairwise_iou_iomin(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     ``(1 - mu) IoU + mu IoMin`` and the roll report's same-spot test use both)."""
     inter = _pairwise_inter(a, b)
     area_a, area_b = box_area(a)[..., :, None], box_area(b)[..., None, :]
-    iou = inter / (area_a + area_b - inter).clamp(min=_EPS)
-    return iou, inter / torch.minimum(area_a, area_b).clamp(min=_EPS)
+    iou = inter / (area_a + area_b - inter).clamp(min=AREA_EPS)
+    return iou, inter / torch.minimum(area_a, area_b).clamp(min=AREA_EPS)
 
 
 def pairwise_giou(a: Tensor, b: Tensor) -> Tensor:
     """Generalised IoU in ``[-1, 1]``, ``[..., N, M]``."""
     inter = _pairwise_inter(a, b)
     union = box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter
-    iou = inter / union.clamp(min=_EPS)
+    iou = inter / union.clamp(min=AREA_EPS)
     lt = torch.minimum(a[..., :, None, :2], b[..., None, :, :2])
     rb = torch.maximum(a[..., :, None, 2:], b[..., None, :, 2:])
     hull = (rb - lt).clamp(min=0).prod(-1)
-    return iou - (hull - union) / hull.clamp(min=_EPS)
+    return iou - (hull - union) / hull.clamp(min=AREA_EPS)
 
 
 def elementwise_giou(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
@@ -84,9 +84,9 @@ def elementwise_giou(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     rb = torch.minimum(a[..., 2:], b[..., 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
     union = box_area(a) + box_area(b) - inter
-    iou = inter / union.clamp(min=_EPS)
+    iou = inter / union.clamp(min=AREA_EPS)
     hull = (torch.maximum(a[..., 2:], b[..., 2:]) - torch.minimum(a[..., :2], b[..., :2])).prod(-1)
-    return iou, iou - (hull - union) / hull.clamp(min=_EPS)
+    return iou, iou - (hull - union) / hull.clamp(min=AREA_EPS)
 
 
 def clip_boxes(boxes: Tensor, width: float, height: float) -> Tensor:

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fabricnms.model.boxes import AREA_EPS
 from fabricnms.model.jit import kernel
-
-_EPS = 1e-7  # as in fabricnms.model.boxes
 
 
 @kernel
@@ -26,8 +25,8 @@ def iou_iomin(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     inter = iw * ih
     area_a = max(a[2] - a[0], 0.0) * max(a[3] - a[1], 0.0)
     area_b = max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)
-    iou = inter / max(area_a + area_b - inter, _EPS)
-    return iou, inter / max(min(area_a, area_b), _EPS)
+    iou = inter / max(area_a + area_b - inter, AREA_EPS)
+    return iou, inter / max(min(area_a, area_b), AREA_EPS)
 
 
 @kernel
