@@ -17,6 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from fabricnms.cli import app
+from fabricnms.config import load_data_yaml
 from fabricnms.data.coco import coco_eval, load_coco
 
 runner = CliRunner()
@@ -138,8 +139,8 @@ def test_dataset_yaml_and_pycocotools_self_eval(tmp_path: Path) -> None:
     out = tmp_path / "out"
     convert_ok(src, out)
     meta = yaml.safe_load((out / "dataset.yaml").read_text())
-    assert meta["path"] == str(out.resolve())
-    assert meta["image_root"] == str(src.resolve())
+    assert meta["path"] == "."
+    assert meta["image_root"] == "../train1"
     assert meta["train"] == "annotations/instances_train.json"
     assert meta["val"] == "annotations/instances_val.json"
     assert meta["nc"] == 20 and meta["scheme"] == 20
@@ -148,11 +149,11 @@ def test_dataset_yaml_and_pycocotools_self_eval(tmp_path: Path) -> None:
     from pycocotools.coco import COCO
 
     for split in ("train", "val"):
-        path = Path(meta["path"]) / meta[split]
+        path = out / meta["path"] / meta[split]
         api = COCO(str(path))
         assert len(api.getImgIds()) > 0
         for img in api.dataset["images"]:
-            assert (Path(meta["image_root"]) / img["file_name"]).is_file()
+            assert (out / meta["image_root"] / img["file_name"]).is_file()
         doc = load_coco(path)
         results = [
             {
@@ -300,7 +301,7 @@ def test_legacy_gt_result_in_doubled_folders_and_two_sources(tmp_path: Path) -> 
         "train2/normal_Images/n.jpg",
     ]
     meta = yaml.safe_load((out / "dataset.yaml").read_text())
-    assert meta["image_root"] == str((tmp_path / "data").resolve())
+    assert meta["image_root"] == "../data"
 
 
 def _many_images_release(root: Path) -> Path:
@@ -341,6 +342,17 @@ def test_split_is_deterministic_and_stratified(tmp_path: Path) -> None:
         assert len(names) == 50 == len(train["images"]) + len(val["images"])
 
 
+def test_dataset_survives_moving_its_tree(tmp_path: Path) -> None:
+    src = make_release(tmp_path / "tree" / "rel", [entry("a.jpg", KNOT, [1, 1, 9, 9])])
+    convert_ok(src, tmp_path / "tree" / "coco", "--val-fraction", "0")
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "tree").rename(moved)
+    spec = load_data_yaml(moved / "coco")
+    assert spec.image_root == (moved / "rel").resolve()
+    doc = read_json(spec.split_path("train"))
+    assert (spec.image_root / doc["images"][0]["file_name"]).is_file()
+
+
 def test_copy_puts_images_under_out(tmp_path: Path) -> None:
     src = make_release(tmp_path / "r", [entry("a.jpg", KNOT, [1, 1, 9, 9])], normal=["n.jpg"])
     out = tmp_path / "out"
@@ -348,7 +360,7 @@ def test_copy_puts_images_under_out(tmp_path: Path) -> None:
     doc = read_json(out / "annotations" / "instances_train.json")
     assert [i["file_name"] for i in doc["images"]] == ["images/a.jpg", "images/n.jpg"]
     meta = yaml.safe_load((out / "dataset.yaml").read_text())
-    assert meta["image_root"] == str(out.resolve())
+    assert meta["image_root"] == "."
     assert (out / "images" / "a.jpg").read_bytes() == (src / "defect_Images" / "a.jpg").read_bytes()
     # a second run with OUT inside the source does not index its own copies
     summary = convert_ok(src, src / "coco", "--copy", "--val-fraction", "0")

@@ -512,9 +512,11 @@ def write_outputs(result: ConvertResult, out: Path, options: ConvertOptions) -> 
         for frame in result.frames:
             copy_file(frame.path, out / frame.file_name)
     names = class_names(options.scheme)
+    # Paths relative to the dataset folder: moving the folder together with its sources (or
+    # the whole tree to another machine) keeps the dataset usable.
     dataset = {
-        "path": str(out),
-        "image_root": str(result.image_root),
+        "path": ".",
+        "image_root": os.path.relpath(result.image_root, out),
         "train": TRAIN_JSON,
         "val": VAL_JSON,
         "nc": len(names),
@@ -522,7 +524,7 @@ def write_outputs(result: ConvertResult, out: Path, options: ConvertOptions) -> 
         "scheme": options.scheme,
     }
     if result.masks:
-        dataset["masks"] = [str(m) for m in result.masks]
+        dataset["masks"] = [os.path.relpath(m, out) for m in result.masks]
     texts = {  # renamed in reverse order of this dict
         out / DATASET_YAML: yaml.safe_dump(dataset, sort_keys=False, allow_unicode=True),
         out / VAL_JSON: coco_to_json(result.val, str(out / VAL_JSON)),
