@@ -100,7 +100,7 @@ def test_masks_need_a_mask_branch(setup: dict[str, Path]) -> None:
 
 def test_eval_masks_needs_true_masks(setup: dict[str, Path], tmp_path: Path) -> None:
     text = setup["data"].read_text().split("masks:")[0]
-    bare = tmp_path / "dataset.yaml"
+    bare = setup["data"].parent / "bare.yaml"  # beside it: its paths are relative to its folder
     bare.write_text(text)
     result = runner.invoke(
         app,
