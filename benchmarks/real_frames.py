@@ -56,6 +56,7 @@ import torch
 
 from fabricnms.data.frame_reader import FrameReadError, read_frame_rgb
 from fabricnms.engine.masks import evaluate_masks, filled_box_rle, mask_iou_matrix
+from fabricnms.engine.operating_point import OperatingPoint, resolve_operating_point
 from fabricnms.engine.predict import PredictConfig, resolve_weights
 from fabricnms.engine.sources import discover_frames
 from fabricnms.engine.tiling import TileSettings, detect_frames
@@ -143,10 +144,16 @@ def load_set(folder: Path, labels: str = "labels.json") -> RealSet:
 
 
 def detect_set(
-    real: RealSet, model: torch.nn.Module, settings: TileSettings, device: torch.device
+    real: RealSet,
+    model: torch.nn.Module,
+    settings: TileSettings,
+    device: torch.device,
+    point: OperatingPoint,
+    class_names: list[str],
 ) -> tuple[list[FrameResult], list[str]]:
-    """The ``predict`` path on every frame of ``real``: its results and the unreadable
-    frames' one-line errors (skipped, as ``predict`` does)."""
+    """The ``predict`` path on every frame of ``real`` (suppression at ``settings.conf`` =
+    ``point.floor()``, then each class's threshold of ``point``, as ``predict`` does): its
+    results and the unreadable frames' one-line errors (skipped, as ``predict`` does)."""
     skipped: list[str] = []
     read: list[tuple[FrameTruth, int, int]] = []
 
@@ -163,7 +170,7 @@ def detect_set(
     out = []
     for k, det in enumerate(detect_frames(model, images(), settings, device)):
         truth, h, w = read[k]
-        det = det.to("cpu")
+        det = point.select(det.to("cpu"), class_names)
         record = FrameRecord.from_detections(truth.path, w, h, det)
         result = FrameResult(truth, record)
         if det.masks is not None:
@@ -403,17 +410,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model, meta = load_detector(weights, device)
     if args.masks:
         require_mask_branch(model, str(weights))
-    from fabricnms.engine.operating_point import resolve_operating_point
-
-    conf = resolve_operating_point(args.conf, meta).point.conf  # predict's, without per-class
+    point = resolve_operating_point(args.conf, meta).point  # predict's thresholds
     cfg = PredictConfig(
-        conf=conf, nms=args.nms, tile=args.tile, overlap=args.overlap, masks=args.masks
+        conf=point.floor(), nms=args.nms, tile=args.tile, overlap=args.overlap, masks=args.masks
     )
     settings = TileSettings.from_config(cfg)
     class_names = list(meta["class_names"])
     report: dict[str, Any] = {
         "weights": str(weights),
-        "conf": conf,
+        "conf": point.describe(),
+        "per_class_conf": point.per_class,
         "nms": args.nms,
         "tile": args.tile,
         "overlap": args.overlap,
@@ -421,7 +427,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sets": [],
     }
     for real in sets:
-        results, skipped = detect_set(real, model, settings, device)
+        results, skipped = detect_set(real, model, settings, device, point, class_names)
         entry = score_set(real, results, class_names, skipped)
         if args.masks:
             entry["masks"] = score_masks(real, results)

@@ -90,6 +90,25 @@ def test_per_class_thresholds_only_for_supported_classes_and_budget_held() -> No
     assert kept_false <= 0.3 * 30
 
 
+def test_a_class_without_false_alarms_gets_the_pooled_threshold_not_the_floor() -> None:
+    gt = torch.tensor([[0.0, 0.0, 50.0, 50.0]])
+    frames = [  # hole and knot labelled in every frame; only knot raises false alarms
+        CalibrationFrame(
+            _dets([[0, 0, 50, 50], [900, 0, 950, 50]], [0.9, 0.6 if i < 10 else 0.2], [0, 2]),
+            gt.repeat(2, 1),
+            torch.tensor([0, 2]),
+            float(FRAME_AREA_PX),
+        )
+        for i in range(20)
+    ]
+    point = calibrate(frames, NAMES, false_alarms=0.3)  # 6 allowed in all, 2 per class
+    # knot: 20 false alarms, threshold above its 3rd highest; hole: none at all -> all false
+    # alarms together within 6 (above the 7th highest, 0.6), not MIN_CONF
+    assert point.per_class["knot"] == pytest.approx(0.6001, abs=2e-4)
+    assert point.per_class["hole"] == pytest.approx(0.6001, abs=2e-4)
+    assert point.per_class["hole"] > MIN_CONF
+
+
 def test_resolution_order_and_select() -> None:
     stored = OperatingPoint(0.4, {"stain": 0.7}, "val of x", 0.1).to_dict()
     meta = {OP_KEY: stored}

@@ -12,7 +12,13 @@ import torch
 from helpers_engine import boosted_checkpoint
 
 from fabricnms.data.classes import class_names
-from fabricnms.engine.calibrate import LabelledImage, calibrate_model, scan, write_calibration
+from fabricnms.engine.calibrate import (
+    LabelledImage,
+    calibrate_model,
+    scan,
+    scan_settings,
+    write_calibration,
+)
 from fabricnms.engine.checkpoint import load_checkpoint
 from fabricnms.engine.operating_point import OP_KEY
 from fabricnms.engine.predict import PredictConfig, run_predict
@@ -138,3 +144,20 @@ def test_predict_writes_fabric_shift_and_warns_once_on_unknown_fabric(tiny, tmp_
             shifts = [c for c in roll["summary"]["caveats"] if c["code"] == "fabric_shift"]
             assert shifts == [{"code": "fabric_shift", "message": SHIFT_WARNING}]
             assert SHIFT_WARNING.split(":")[0] in (res.out_dir / "roll_report.html").read_text()
+
+
+def test_limit_frames_set_the_limit_of_the_fit_fabric(tiny) -> None:
+    """Operating point from one fabric's held-out frames, statistics and limit from another's:
+    the limit is 1.25 x the highest score of ``limit_frames`` (not of the held-out frames)."""
+    _, model = tiny
+    held = [LabelledImage(coarse_twill(s), np.zeros((0, 4)), np.zeros(0)) for s in (60, 61)]
+    fit, limit = [weave(s) for s in range(12)], [weave(s) for s in (50, 51)]
+    point, plain = calibrate_model(model, NAMES, fit, held, "twill", 0.1)
+    same_point, split = calibrate_model(
+        model, NAMES, fit, held, "twill", 0.1, limit_frames=limit, stats_source="weave val"
+    )
+    weave_scores = [split.frame_score(d) for _, d in scan(model, limit, scan_settings())]
+    assert split.limit == pytest.approx(1.25 * max(weave_scores), abs=1e-3)
+    assert split.source == "weave val" and plain.source == "twill"
+    assert split.limit < plain.limit  # the twill held-out frames are far from the weave stats
+    assert same_point == point  # the operating point still comes from the held-out frames

@@ -76,11 +76,15 @@ def calibrate_model(
     false_alarms: float = DEFAULT_FALSE_ALARMS,
     settings: TileSettings | None = None,
     device: torch.device | str = "cpu",
+    limit_frames: Iterable[np.ndarray] | None = None,
+    stats_source: str | None = None,
 ) -> tuple[OperatingPoint, FabricStats]:
-    """Fabric statistics from ``fit`` frames; operating point and shift limit from ``held_out``."""
+    """Fabric statistics from ``fit`` frames; operating point and shift limit from ``held_out``
+    (the limit from ``limit_frames`` instead when given: held-out frames of the ``fit`` fabric,
+    when the statistics describe another fabric than the operating point's data)."""
     settings = settings or scan_settings()
     descs = [d for _, d in scan(model, fit, settings, device)]
-    stats = FabricStats.fit(torch.cat(descs), source)
+    stats = FabricStats.fit(torch.cat(descs), stats_source or source)
     held = list(held_out)
     frames: list[CalibrationFrame] = []
     scores: list[float] = []
@@ -100,6 +104,9 @@ def calibrate_model(
         if score is not None:
             scores.append(score)
     point = calibrate(frames, class_names, false_alarms, source)
+    if limit_frames is not None:
+        scores = [stats.frame_score(d) for _, d in scan(model, limit_frames, settings, device)]
+        scores = [s for s in scores if s is not None]
     return point, stats.with_limit(scores)
 
 
