@@ -355,7 +355,7 @@ def _fmt(value: float | None, percent: bool = False) -> str:
 def render(report: dict[str, Any]) -> str:
     """The Markdown tables of a :func:`run` report."""
     lines = [
-        f"weights {report['weights']}, conf {report['conf']}, nms {report['nms']}, tile "
+        f"weights {report['weights']}, {report['conf']}, nms {report['nms']}, tile "
         f"{report['tile']}; a defect is found at box IoU >= {MATCH_IOU} ('-': does not apply)",
         "",
         "| set | frames | boxes | recall (any class) | recall (right class) | false alarms / "
