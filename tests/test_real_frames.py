@@ -17,6 +17,7 @@ from helpers_engine import save_detector
 
 from fabricnms.data.coco import coco_annotation, coco_dataset, coco_image, write_coco
 from fabricnms.engine.masks import filled_box_rle
+from fabricnms.engine.operating_point import OP_KEY, OperatingPoint
 from fabricnms.engine.predict import PredictConfig, run_predict
 from fabricnms.model.detector import Detector
 from fabricnms.report.records import DetectionRecord, FrameRecord
@@ -166,3 +167,23 @@ def test_end_to_end_agrees_with_predict(
         assert entry["by_class"] == summary["defects_by_class"]
     assert bench.main([str(tmp_path / "nowhere"), "--weights", str(weights)]) == 1
     assert "nowhere: not a folder" in capsys.readouterr().err
+
+
+def test_own_operating_point_applies_per_class_thresholds_as_predict(
+    bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --conf the checkpoint's operating point is used with its per-class thresholds:
+    a ``stain`` threshold above every score silences the (stain-only) hot detector, in the
+    benchmark as in ``predict``."""
+    folder = _write_set(tmp_path / "boxes", True, 0)
+    weights = _hot_checkpoint(tmp_path / "w.pt")
+    ckpt = torch.load(weights, weights_only=True)
+    ckpt[OP_KEY] = OperatingPoint(0.3, {"stain": 1.0}, "test", 0.1).to_dict()
+    torch.save(ckpt, weights)
+    assert bench.main([str(folder), "--weights", str(weights), "--tile", "64", "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["sets"][0]
+    cfg = PredictConfig(
+        sources=[str(folder)], weights=str(weights), tile=64, device="cpu", overlays=False
+    )
+    summary = run_predict(cfg, out=tmp_path / "pred").summary
+    assert entry["detections"] == summary["detections"] == 0
