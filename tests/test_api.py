@@ -31,7 +31,7 @@ def test_readme_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     real, blank = namespace["results"]
     assert real.source.endswith("frame_0004.jpg") and blank.source == "array[1]"
     assert (real.width, real.height) == (2446, 1000)
-    assert len(real) >= 2 and real.boxes.shape == (len(real), 4) and real.masks is not None
+    assert len(real) >= 1 and real.boxes.shape == (len(real), 4) and real.masks is not None
     assert real.mask(0).shape == (1000, 2446) and real.mask(0).any()
     assert isinstance(real.fabric_shift, float)  # the shipped model carries fabric statistics
     assert (tmp_path / "default.onnx").is_file() and (tmp_path / "default.json").is_file()
