@@ -147,12 +147,16 @@ class CalibrationFrame:
     area_px: float
 
 
-def _lowest_threshold(false_alarm_scores: list[float], allowed: float) -> float:
-    """Lowest threshold leaving at most ``allowed`` of these scores at or above it."""
+def _lowest_threshold(
+    false_alarm_scores: list[float], allowed: float, unresolved: float = MIN_CONF
+) -> float:
+    """Lowest threshold leaving at most ``allowed`` of these scores at or above it;
+    ``unresolved`` when there are no more than ``allowed`` scores at all (no threshold is
+    needed, so the data do not say how low one may go)."""
     ranked = sorted(false_alarm_scores, reverse=True)
     k = math.floor(allowed + 1e-9)
     if len(ranked) <= k:
-        return MIN_CONF
+        return unresolved
     # clearly above the (k+1)-th highest false alarm (float32 scores), rounded up to 4 decimals
     return max(MIN_CONF, min(1.0, math.ceil((ranked[k] + 5e-5) * 1e4) / 1e4))
 
@@ -188,15 +192,11 @@ def calibrate(
     # Too few false alarms to resolve a share (none above any threshold): no evidence that the
     # class may go lower than all classes together with the whole budget.
     floor = _lowest_threshold([s for scores in by_class for s in scores], false_alarms * area)
-
-    def lowest(scores: list[float], allowed: float) -> float:
-        return _lowest_threshold(scores, allowed) if len(scores) > allowed + 1e-9 else floor
-
     own = [c for c in range(num) if support[c] >= MIN_CLASS_SUPPORT]
     pooled = [s for c in range(num) if c not in own for s in by_class[c]]
     rest = num - len(own)
-    conf = lowest(pooled, share * rest) if rest else MIN_CONF
-    per_class = {class_names[c]: lowest(by_class[c], share) for c in own}
+    conf = _lowest_threshold(pooled, share * rest, floor) if rest else MIN_CONF
+    per_class = {class_names[c]: _lowest_threshold(by_class[c], share, floor) for c in own}
     if not rest and per_class:
         conf = max(per_class.values())
     return OperatingPoint(
