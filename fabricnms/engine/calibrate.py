@@ -3,7 +3,7 @@
 One tiled pass of the predict path (:func:`~fabricnms.engine.tiling.detect_frames`) over each
 frame gives its detections and, through :class:`~fabricnms.engine.shift.FeatureTap`, the pooled
 neck descriptor of each of its tiles. The *fit* frames give the fabric statistics; the *held-out*
-frames (not trained on) give the operating point (:func:`~fabricnms.engine.operating_point.
+frames (not trained on) give the operating point (:func:`~fabricnms.engine.false_alarms.
 calibrate`) and the shift limit. :func:`write_calibration` adds both keys to a checkpoint file
 (atomically, all other keys unchanged).
 """
@@ -18,19 +18,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from fabricnms.engine.operating_point import (
-    DEFAULT_FALSE_ALARMS,
-    OP_KEY,
-    CalibrationFrame,
-    OperatingPoint,
-    calibrate,
-)
+from fabricnms.engine.false_alarms import CalibrationFrame, calibrate
+from fabricnms.engine.operating_point import DEFAULT_FALSE_ALARMS, OP_KEY, OperatingPoint
 from fabricnms.engine.shift import STATS_KEY, FabricStats, FeatureTap
 from fabricnms.engine.tiling import TileSettings, detect_frames
 from fabricnms.model.types import Detections
 
 #: Score floor of the calibration pass (thresholds are searched above it).
 SCAN_CONF = 0.05
+#: Score floor of a pass over clean fabric only: its threshold is extrapolated from the tail of
+#: the false alarms (:func:`~fabricnms.engine.false_alarms.calibrate`), which needs those
+#: far below any threshold too.
+CLEAN_SCAN_CONF = 0.005
 
 
 @dataclass(frozen=True)
@@ -42,9 +41,11 @@ class LabelledImage:
     labels: np.ndarray  # [M] int
 
 
-def scan_settings(tile: int = 1024, overlap: float = 0.2, nms: str = "dnms") -> TileSettings:
-    """The predict path's tiling with the calibration score floor."""
-    return TileSettings(tile=tile, overlap=overlap, nms=nms, conf=SCAN_CONF)
+def scan_settings(
+    tile: int = 1024, overlap: float = 0.2, nms: str = "dnms", conf: float = SCAN_CONF
+) -> TileSettings:
+    """The predict path's tiling with a calibration score floor."""
+    return TileSettings(tile=tile, overlap=overlap, nms=nms, conf=conf)
 
 
 def scan(
@@ -81,11 +82,14 @@ def calibrate_model(
 ) -> tuple[OperatingPoint, FabricStats]:
     """Fabric statistics from ``fit`` frames; operating point and shift limit from ``held_out``
     (the limit from ``limit_frames`` instead when given: held-out frames of the ``fit`` fabric,
-    when the statistics describe another fabric than the operating point's data)."""
-    settings = settings or scan_settings()
+    when the statistics describe another fabric than the operating point's data). Default
+    ``settings``: :func:`scan_settings`, down to :data:`CLEAN_SCAN_CONF` when ``held_out`` is
+    clean fabric only."""
+    held = list(held_out)
+    clean = not any(len(h.labels) for h in held)
+    settings = settings or scan_settings(conf=CLEAN_SCAN_CONF if clean else SCAN_CONF)
     descs = [d for _, d in scan(model, fit, settings, device)]
     stats = FabricStats.fit(torch.cat(descs), stats_source or source)
-    held = list(held_out)
     frames: list[CalibrationFrame] = []
     scores: list[float] = []
     for item, (det, desc) in zip(
