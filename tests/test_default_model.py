@@ -49,16 +49,22 @@ def test_default_model_is_shipped_small_and_knows_the_20_categories() -> None:
     assert ckpt["category_ids"] == list(range(1, 21))
 
 
-def test_default_model_finds_the_defects_placed_on_the_example_roll(roll_run: Path) -> None:
-    """Most placed defects are found (IoU >= 0.5, any class), and a good share with the right
-    class: the shipped model localises well but confuses look-alike classes (knot / neps /
-    warping knot; the four warp-line classes), as its model card says. At the time of writing:
-    10 of 10 found, 5 of 10 with the right class."""
+@pytest.fixture(scope="module")
+def roll_run_025(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("roll025") / "out"
+    args = ["predict", str(ROLL), "--out", str(out), "--conf", "0.25", "--no-overlays"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _found(run: Path) -> tuple[int, int]:
+    """Placed defects of the roll found at IoU >= 0.5 by a detection of any class / its class."""
     labels = json.loads((ROLL / "labels.json").read_text())
     names = {im["id"]: im["file_name"] for im in labels["images"]}
-    frames = json.loads((roll_run / "images.json").read_text())["images"]
+    frames = json.loads((run / "images.json").read_text())["images"]
     pred_ids = {im["file_name"]: im["id"] for im in frames}
-    preds = json.loads((roll_run / "predictions.json").read_text())
+    preds = json.loads((run / "predictions.json").read_text())
     any_class, same_class = [], []
     for ann in labels["annotations"]:
         image_id = pred_ids[names[ann["image_id"]]]
@@ -67,10 +73,22 @@ def test_default_model_finds_the_defects_placed_on_the_example_roll(roll_run: Pa
         same = torch.tensor([p["category_id"] == ann["category_id"] for p in mine], dtype=bool)
         any_class.append(float(iou.max()) if mine else 0.0)
         same_class.append(float(iou[same].max()) if same.any() else 0.0)
-    n = len(labels["annotations"])
-    assert n == 10
-    assert (np.asarray(any_class) >= 0.5).sum() > n / 2, f"best IoU per defect: {any_class}"
-    assert (np.asarray(same_class) >= 0.5).sum() >= 4, f"same-class IoU: {same_class}"
+    assert len(any_class) == 10
+    return int((np.asarray(any_class) >= 0.5).sum()), int((np.asarray(same_class) >= 0.5).sum())
+
+
+def test_default_model_finds_the_defects_placed_on_the_example_roll(
+    roll_run: Path, roll_run_025: Path
+) -> None:
+    """At ``--conf 0.25`` nearly every placed defect is found (IoU >= 0.5) and most with the
+    right class (look-alikes remain: knot / neps, the warp-line classes); at its own operating
+    point (thresholds for <= 0.1 false alarms per frame on both looks of its val data, strict
+    enough to stay quiet on real fabric) at least half. At the time of writing: 10 / 8 of 10 at
+    0.25, 5 / 4 at the operating point."""
+    found, right = _found(roll_run_025)
+    assert found >= 9 and right >= 6, (found, right)
+    found, right = _found(roll_run)
+    assert found >= 5 and right >= 4, (found, right)
 
 
 def _labels_grade() -> tuple[str, float]:
