@@ -4,7 +4,7 @@ adapted on that set's clean material, scored by the real-fabric benchmark.
 Run (one adapt run per set, ``--minutes`` each; nothing is written into the repository)::
 
     python benchmarks/adapt_real.py ../shared/real --work /tmp/adapt_real [--minutes 10] \\
-        [--sets greige_2448x1200 aitex_4096x256 stains_512 inspection_table_unlabelled]
+        [--lr 0.001] [--sets greige_2448x1200 aitex_4096x256 stains_512 inspection_table_unlabelled]
 
 The clean material of each set, and what the adapted model is tested on:
 
@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", nargs="+", default=None, help="set folder names (default: all)")
     parser.add_argument("--minutes", type=float, default=10.0, help="adapt budget per set")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=AdaptConfig.lr, help="adapt learning rate")
     parser.add_argument(
         "--weights", type=Path, default=DEFAULT_WEIGHTS, help="start model (default: shipped)"
     )
@@ -198,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         before = evaluate(real, args.weights)
         start = time.perf_counter()
         adapted = run_adapt(
-            AdaptConfig(sources=material, weights=str(args.weights), minutes=args.minutes),
+            AdaptConfig(
+                sources=material, weights=str(args.weights), minutes=args.minutes, lr=args.lr
+            ),
             project=args.work / name,
             name="run",
         )
