@@ -55,9 +55,17 @@ def test_tiny_adapt_writes_calibrated_checkpoint_predict_uses(start: Path, tmp_p
     result = run_adapt(cfg, project=tmp_path / "runs", name="tiny")
     run = tmp_path / "runs" / "adapt" / "tiny"
     assert result.run_dir == run
-    for name in ("weights/best.pt", "weights/last.pt", "config.yaml", "metrics.csv", "adapt.json"):
+    weights = ("weights/adapted.pt", "weights/best.pt", "weights/last.pt")
+    for name in (*weights, "config.yaml", "metrics.csv", "adapt.json"):
         assert (run / name).is_file(), name
-    ckpt = torch.load(run / "weights" / "best.pt", weights_only=True)
+    assert result.weights == run / "weights" / "adapted.pt"
+    ckpt = torch.load(result.weights, weights_only=True)
+    # the uniform weight average of the fine-tune's best epoch and the start weights
+    tuned = torch.load(run / "weights" / "best.pt", weights_only=True)["model_state"]
+    first = torch.load(start, weights_only=True)["model_state"]
+    for key, value in ckpt["model_state"].items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (tuned[key] + first[key]) / 2, atol=1e-6), key
     op = ckpt[OP_KEY]
     assert 0.05 <= op["conf"] <= 1.0 and op["false_alarms_per_frame"] == 0.1
     assert op["area_frames"] == pytest.approx(480 * 0.3 * 200 / 2446000, abs=1e-3)

@@ -36,6 +36,22 @@ def test_average_is_the_mean_of_the_weights_and_loads(tmp_path: Path) -> None:
     assert meta["class_names"] == NAMES and isinstance(model, Detector)
 
 
+def test_a_checkpoint_without_ema_brings_its_model_weights_to_the_ema_average(
+    tmp_path: Path,
+) -> None:
+    a, b = _tiny(tmp_path / "a.pt", 0), _tiny(tmp_path / "b.pt", 1)
+    with_ema = load_checkpoint(a)
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in with_ema["model_state"].items()}
+    torch.save({**with_ema, "ema_state": ema}, a)
+    avg = average_checkpoints([a, b])
+    sb = load_checkpoint(b)["model_state"]
+    key = next(k for k, v in sb.items() if v.is_floating_point())
+    assert torch.allclose(avg["ema_state"][key], (ema[key] + sb[key]) / 2, atol=1e-6)
+    assert torch.allclose(
+        avg["model_state"][key], (with_ema["model_state"][key] + sb[key]) / 2, atol=1e-6
+    )
+
+
 def test_checkpoints_of_another_class_set_are_refused(tmp_path: Path, capsys) -> None:
     a = _tiny(tmp_path / "a.pt", 0)
     odd = _tiny(tmp_path / "odd.pt", 1, ["hole", "knot"])

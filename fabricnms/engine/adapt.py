@@ -12,10 +12,12 @@ Steps, into ``runs/adapt/<name>[N]/``:
 3. fine-tune from the start weights with the training engine (:func:`fabricnms.engine.train.
    train`: same checkpoints, progress, ``metrics.csv``, ``config.yaml``; resumable) for a
    number of epochs sized to the time budget, stopped by ``max_minutes`` at the latest;
-4. calibrate ``weights/best.pt`` (:mod:`fabricnms.engine.calibrate`): fabric statistics from
-   the training parts and the first :data:`FIT_WINDOWS` windows, the operating point (lowest
-   threshold with at most ``false_alarms`` per 2446x1000 px) and the shift limit from the
-   held-out parts, which training never saw; ``adapt.json`` records the run.
+4. average the best epoch with the start weights (:mod:`fabricnms.engine.average`: alone, the
+   fine-tune forgets real defects the start model found) into ``weights/adapted.pt``, calibrated
+   (:mod:`fabricnms.engine.calibrate`): fabric statistics from the training parts and the first
+   :data:`FIT_WINDOWS` windows, the operating point (lowest threshold with at most
+   ``false_alarms`` per 2446x1000 px) and the shift limit from the held-out parts, which
+   training never saw; ``adapt.json`` records the run.
 
 ``resume`` continues the newest ``runs/adapt/<name>*`` run: the data is rebuilt only when
 incomplete (it is deterministic), training resumes from ``weights/last.pt``, calibration is redone.
@@ -45,6 +47,7 @@ WINDOWS_PER_SECOND = 3.0
 #: Minutes kept for building the data and calibrating.
 OVERHEAD_MINUTES = 1.5
 ADAPT_JSON = "adapt.json"
+ADAPTED = "adapted.pt"
 #: Training windows (the first ones) whose tiles join the training parts' in the statistics.
 FIT_WINDOWS = 64
 
@@ -158,8 +161,9 @@ def run_adapt(
     cfg: AdaptConfig, project: str | Path = "runs", name: str = "adapt", resume: bool = False
 ) -> AdaptResult:
     """Adapt ``cfg.weights`` to the fabric of ``cfg.sources`` (module docstring)."""
+    from fabricnms.engine.average import average_checkpoints
     from fabricnms.engine.calibrate import LabelledImage, calibrate_model, write_calibration
-    from fabricnms.engine.checkpoint import load_detector
+    from fabricnms.engine.checkpoint import load_detector, save_checkpoint
     from fabricnms.engine.train import train
     from fabricnms.io import atomic_write_json, increment_run_dir
 
@@ -172,8 +176,7 @@ def run_adapt(
     run_dir = _latest_run(project, name) if resume else increment_run_dir(project / "adapt", name)
     atomic_write_json(run_dir / ADAPT_JSON, {"config": dataclasses.asdict(cfg), "done": False})
     data_yaml = run_dir / "data" / "dataset.yaml"
-    train_parts = [f.parts()[0] for f in frames]
-    held_parts = [f.parts()[1] for f in frames]
+    train_parts, held_parts = ([f.parts()[i] for f in frames] for i in (0, 1))
     if not data_yaml.is_file():
         log.info("rendering %d + %d windows of %d px", cfg.train_windows, cfg.val_windows, size)
         train_windows = cut_windows(train_parts, cfg.train_windows, size, cfg.seed)
@@ -183,8 +186,7 @@ def run_adapt(
         train_windows = cut_windows(
             train_parts, min(FIT_WINDOWS, cfg.train_windows), size, cfg.seed
         )
-    spent = (time.perf_counter() - started) / 60
-    budget = max(cfg.minutes - spent - OVERHEAD_MINUTES, 0.5)
+    budget = max(cfg.minutes - (time.perf_counter() - started) / 60 - OVERHEAD_MINUTES, 0.5)
     epochs = cfg.epochs or max(2, int(budget * 60 * WINDOWS_PER_SECOND / cfg.train_windows))
     last = run_dir / "weights" / "last.pt"
     result = train(
@@ -194,8 +196,9 @@ def run_adapt(
         resume=str(last) if resume and last.is_file() else None,
         run_dir=run_dir,
     )
-    best = result.best_path
-    model, meta = load_detector(best, cfg.device)
+    adapted = run_dir / "weights" / ADAPTED
+    save_checkpoint(adapted, average_checkpoints([result.best_path, start]))
+    model, meta = load_detector(adapted, cfg.device)
     fit = [*train_parts, *(w.image for w in train_windows[:FIT_WINDOWS])]
     held = [
         LabelledImage(p, np.zeros((0, 4), np.float32), np.zeros(0, np.int64)) for p in held_parts
@@ -204,12 +207,12 @@ def run_adapt(
     point, stats = calibrate_model(
         model, list(meta["class_names"]), fit, held, source, cfg.false_alarms, device=cfg.device
     )
-    write_calibration(best, point, stats)
+    write_calibration(adapted, point, stats)
     summary = {
         "config": dataclasses.asdict(cfg),
         "done": True,
         "run_dir": str(run_dir.resolve()),
-        "weights": str(best.resolve()),
+        "weights": str(adapted.resolve()),
         "frames": [str(f.path) for f in frames],
         "window": size,
         "epochs": result.epochs_done,
@@ -218,4 +221,4 @@ def run_adapt(
         "minutes": round((time.perf_counter() - started) / 60, 2),
     }
     atomic_write_json(run_dir / ADAPT_JSON, summary)
-    return AdaptResult(run_dir=run_dir, weights=best, summary=summary)
+    return AdaptResult(run_dir=run_dir, weights=adapted, summary=summary)

@@ -2,9 +2,11 @@
 
 Two fine-tunes that start from the same checkpoint usually lie in one basin of the loss, and
 their uniform average keeps much of what each learnt: the shipped model is the average of two
-stage-4 fine-tunes of the previous one (``examples/default_model.sh``). Every floating-point
-tensor of ``model_state`` and ``ema_state`` is averaged; integer buffers (batch-norm counters)
-are taken from the first checkpoint. The result carries no training state, operating point or
+stage-4 fine-tunes of the previous one (``examples/default_model.sh``), an adapted model the
+average of its fine-tune and its start. Every floating-point tensor of ``model_state`` is
+averaged, and of ``ema_state`` when any checkpoint has one (a checkpoint without it brings the
+weights inference uses, its ``model_state``); integer buffers (batch-norm counters) are taken
+from the first checkpoint. The result carries no training state, operating point or
 fabric statistics: calibrate it (``fabricnms calibrate``) before use.
 
 Run: ``python -m fabricnms.engine.average A.pt B.pt [...] OUT.pt``.
@@ -19,12 +21,15 @@ from typing import Any
 
 import torch
 
-from fabricnms.engine.checkpoint import load_checkpoint, save_checkpoint, strip_training_state
+from fabricnms.engine.checkpoint import (
+    inference_state,
+    load_checkpoint,
+    save_checkpoint,
+    strip_training_state,
+)
 from fabricnms.engine.operating_point import OP_KEY
 from fabricnms.engine.shift import STATS_KEY
 from fabricnms.errors import FabricError
-
-STATE_KEYS = ("model_state", "ema_state")
 
 
 def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, Any]:
@@ -38,21 +43,20 @@ def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, Any]:
         for key in ("detector_config", "class_names"):
             if ckpt[key] != first[key]:
                 raise FabricError(f"{path}: its {key} differs from that of {paths[0]}")
-        for key in STATE_KEYS:
-            mine, theirs = ckpt.get(key), first.get(key)
-            if (mine is None) != (theirs is None) or (mine and mine.keys() != theirs.keys()):
-                raise FabricError(f"{path}: its {key} tensors differ from those of {paths[0]}")
+        if ckpt["model_state"].keys() != first["model_state"].keys():
+            raise FabricError(f"{path}: its model_state tensors differ from those of {paths[0]}")
     out = strip_training_state(first)
-    for key in STATE_KEYS:
-        if first.get(key) is None:
-            continue
+    states = {"model_state": [c["model_state"] for c in ckpts]}
+    if any(c.get("ema_state") for c in ckpts):
+        states["ema_state"] = [inference_state(c) for c in ckpts]
+    for key, group in states.items():
         out[key] = {
             name: (
-                torch.stack([c[key][name].float() for c in ckpts]).mean(0).to(tensor.dtype)
+                torch.stack([g[name].float() for g in group]).mean(0).to(tensor.dtype)
                 if tensor.is_floating_point()
                 else tensor
             )
-            for name, tensor in first[key].items()
+            for name, tensor in group[0].items()
         }
     for key in (OP_KEY, STATS_KEY):
         out.pop(key, None)
