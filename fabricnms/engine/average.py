@@ -1,9 +1,9 @@
 """Weight-space average of fine-tunes of one model (a "model soup").
 
 Two fine-tunes that start from the same checkpoint usually lie in one basin of the loss, and
-their uniform average keeps much of what each learnt: the shipped model is the average of two
-stage-4 fine-tunes of the previous one (``examples/default_model.sh``), an adapted model the
-average of its fine-tune and its start. Every floating-point tensor of ``model_state`` is
+their uniform average keeps much of what each learnt: the shipped model's stage 4 is the average
+of two fine-tunes (``examples/default_model.sh``), an adapted model the average of its
+fine-tune and its start. Every floating-point tensor of ``model_state`` is
 averaged, and of ``ema_state`` when any checkpoint has one (a checkpoint without it brings the
 weights inference uses, its ``model_state``); integer buffers (batch-norm counters) are taken
 from the first checkpoint. The result carries no training state, operating point or
