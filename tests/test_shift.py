@@ -100,6 +100,13 @@ def test_unknown_texture_scores_far_above_the_limit_known_one_below(tiny) -> Non
     assert summary["warning"] == SHIFT_WARNING and summary["frames_above"] == 3
 
 
+def test_limit_is_a_high_quantile_of_the_held_out_scores_not_one_odd_frame() -> None:
+    stats = FabricStats.fit(torch.randn(50, 6), "x")
+    assert stats.with_limit([0.4, 0.8, 0.5]).limit == pytest.approx(1.0)  # few: the highest
+    scores = [0.3 + 0.005 * i for i in range(79)] + [2.0]  # 80 frames, one odd
+    assert stats.with_limit(scores).limit == pytest.approx(1.25 * (0.3 + 0.005 * 75), abs=1e-4)
+
+
 def test_stats_round_trip_and_uncalibrated_stats_are_ignored() -> None:
     stats = FabricStats.fit(torch.randn(50, 6), "x").with_limit([1.0, 2.0])
     back = FabricStats.from_dict(stats.to_dict())

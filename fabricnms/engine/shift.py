@@ -6,7 +6,8 @@ standard deviation of every channel of every FPN level (``D = 2 * levels * chann
 score costs no extra forward pass. The checkpoint key ``fabric_stats`` holds the mean
 ``[D]`` and the precision matrix ``[D, D]`` (inverse of the covariance shrunk towards its
 diagonal mean, :data:`SHRINK`) of those descriptors over the tiles of the training fabric
-(clean and defective), and ``limit``, calibrated on held-out frames of that fabric.
+(clean and defective), and ``limit``, calibrated on held-out frames of that fabric
+(:meth:`FabricStats.with_limit`).
 
 A frame's ``fabric_shift`` is the mean over its tiles of the Mahalanobis distance divided by
 ``sqrt(D)`` (about 1 on the training fabric). A run warns (:data:`SHIFT_WARNING`) when the
@@ -29,8 +30,11 @@ from torch import Tensor, nn
 STATS_KEY = "fabric_stats"
 #: Covariance shrinkage towards ``mean(diag) * I`` (the descriptors outnumber few windows).
 SHRINK = 0.1
-#: The limit is this many times the highest held-out score of the model's own fabric.
+#: The limit is this many times a high quantile (:data:`LIMIT_QUANTILE`, nearest rank) of the
+#: held-out frame scores of the model's own fabric: the warning tests a run's *median* frame, so
+#: one odd held-out frame should not set it (with 20 or fewer frames the quantile is the max).
 LIMIT_MARGIN = 1.25
+LIMIT_QUANTILE = 0.95
 SHIFT_WARNING = (
     "these frames look unlike the fabric this model knows: adapt it with "
     "`fabricnms adapt CLEAN_FRAMES`"
@@ -126,11 +130,13 @@ class FabricStats:
         return round(float(self.distances(descriptors).mean()), 4)
 
     def with_limit(self, held_out_scores: Sequence[float]) -> FabricStats:
-        """Limit = :data:`LIMIT_MARGIN` x the highest held-out frame score of this fabric."""
+        """Limit = :data:`LIMIT_MARGIN` x the :data:`LIMIT_QUANTILE` held-out frame score."""
+        ranked = sorted(held_out_scores)
+        rank = min(len(ranked), math.ceil(LIMIT_QUANTILE * len(ranked) - 1e-9))
         return FabricStats(
             self.mean,
             self.precision,
-            round(LIMIT_MARGIN * max(held_out_scores), 4),
+            round(LIMIT_MARGIN * ranked[rank - 1], 4),
             self.windows,
             self.source,
         )
