@@ -1,5 +1,7 @@
 """Operating-point thresholds from the false alarms of calibration frames.
 
+A false alarm is a detection touching no labelled defect (IoU < :data:`TOUCH_IOU` with every
+labelled box, whatever its class); the budget ``F`` counts them per 2446x1000 px of fabric.
 :func:`calibrate` picks the lowest thresholds within that budget: every class gets an equal
 share ``F / C``; a class with at least :data:`MIN_CLASS_SUPPORT` labelled boxes in the
 calibration data gets its own threshold from its own false alarms, the others share ``conf``
