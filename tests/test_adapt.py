@@ -15,9 +15,11 @@ from typer.testing import CliRunner
 from fabricnms.cli import app
 from fabricnms.data.classes import class_names
 from fabricnms.engine.adapt import AdaptConfig, run_adapt
+from fabricnms.engine.adapt_data import CleanFrame, usable_frames
 from fabricnms.engine.operating_point import OP_KEY
 from fabricnms.engine.predict import PredictConfig, run_predict
 from fabricnms.engine.shift import STATS_KEY
+from fabricnms.errors import FabricError
 
 runner = CliRunner()
 NAMES = class_names(20)
@@ -83,6 +85,18 @@ def test_tiny_adapt_writes_calibrated_checkpoint_predict_uses(start: Path, tmp_p
     # resuming a finished run redoes only the calibration
     again = run_adapt(cfg, project=tmp_path / "runs", name="tiny", resume=True)
     assert again.run_dir == run and again.summary["epochs"] == result.summary["epochs"]
+
+
+def test_a_frame_too_small_is_skipped_and_the_window_fits_the_rest(caplog) -> None:
+    big = CleanFrame(Path("big.png"), np.zeros((1000, 2446, 3), np.uint8))
+    mid = CleanFrame(Path("mid.png"), np.zeros((500, 900, 3), np.uint8))  # held part 270 px
+    small = CleanFrame(Path("small.png"), np.zeros((400, 400, 3), np.uint8))  # held part 120 px
+    with caplog.at_level("WARNING"):
+        frames, size = usable_frames([big, small, mid], 512)
+    assert frames == [big, mid] and size == 256
+    assert "small.png: frame 400x400 is too small" in caplog.text
+    with pytest.raises(FabricError, match=r"small\.png: frame 400x400 is too small"):
+        usable_frames([small], 512)
 
 
 @pytest.mark.parametrize("case", ["unreadable", "small", "classes"])

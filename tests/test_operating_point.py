@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
-from fabricnms.engine.false_alarms import MIN_CONF, TAIL_MIN, CalibrationFrame, calibrate
+from fabricnms.engine.false_alarms import MIN_CONF, CalibrationFrame, calibrate
 from fabricnms.engine.operating_point import (
     BUILTIN_CONF,
     FRAME_AREA_PX,
@@ -107,37 +105,6 @@ def test_a_class_without_false_alarms_gets_the_pooled_threshold_not_the_floor() 
     assert point.per_class["knot"] == pytest.approx(0.6001, abs=2e-4)
     assert point.per_class["hole"] == pytest.approx(0.6001, abs=2e-4)
     assert point.per_class["hole"] > MIN_CONF
-
-
-def _exp_tail_scores(n: int, u: float, beta: float, seed: int) -> list[float]:
-    """``n`` false-alarm scores whose logits are ``u`` + an exponential of scale ``beta``."""
-    gen = torch.Generator().manual_seed(seed)
-    logits = u - beta * torch.log(1 - torch.rand(n, generator=gen, dtype=torch.float64))
-    return torch.sigmoid(logits).tolist()
-
-
-def test_clean_only_threshold_is_extrapolated_from_the_tail_on_a_small_area() -> None:
-    u, beta, rate = -2.0, 0.8, 60.0  # 60 false alarms per frame of this fabric above logit u
-    small = 0.25  # a quarter of a frame of clean fabric: ~15 false alarms, budget 0.025 of one
-    scores = _exp_tail_scores(int(rate * small), u, beta, 0)
-    frame = CalibrationFrame(
-        _dets([[0, 0, 5, 5]] * len(scores), scores, [0] * len(scores)),
-        torch.zeros(0, 4),
-        torch.zeros(0, dtype=torch.int64),
-        small * FRAME_AREA_PX,
-    )
-    conf = calibrate([frame], NAMES, false_alarms=0.1).conf
-    # the true rate above conf on fresh fabric, per frame, vs the budget 0.1 (exact for this tail)
-    logit = math.log(conf / (1 - conf))
-    true_rate = rate * math.exp(-(logit - u) / beta)
-    assert 0.1 / 8 < true_rate < 0.1 * 8
-    # "just above the highest" would let through ~4 per frame (1 per quarter frame)
-    above_max = max(scores) + 1e-4
-    assert rate * math.exp(-(math.log(above_max / (1 - above_max)) - u) / beta) > 1.0
-    # too few false alarms to fit: just above the highest
-    assert calibrate([_clean(scores[:TAIL_MIN])], NAMES).conf == pytest.approx(
-        max(scores[:TAIL_MIN]) + 1e-4, abs=2e-4
-    )
 
 
 def test_resolution_order_and_select() -> None:

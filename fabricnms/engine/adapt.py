@@ -3,9 +3,9 @@
 Steps, into ``runs/adapt/<name>[N]/``:
 
 1. read the clean frames (at most :data:`MAX_FRAMES`, evenly spaced when more are given;
-   unreadable ones are reported and skipped) and check them and the start weights *before*
-   anything is written (no readable frame, a frame too small for a window, or weights of
-   another class set: one-line :class:`FabricError`);
+   unreadable ones and ones too small for a window are reported and skipped) and check them
+   and the start weights *before* anything is written (no usable frame, or weights of another
+   class set: one-line :class:`FabricError`);
 2. build ``data/`` (:mod:`fabricnms.engine.adapt_data`): windows of the frames' training
    parts, most with defects rendered into the real fabric, plus validation windows of the
    held-out parts;
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from fabricnms.engine.adapt_data import CleanFrame, cut_windows, window_size, write_dataset
+from fabricnms.engine.adapt_data import CleanFrame, cut_windows, usable_frames, write_dataset
 from fabricnms.errors import FabricError
 from fabricnms.log import get_logger
 
@@ -171,7 +171,7 @@ def run_adapt(
     project = Path(project)
     frames = read_clean_frames(cfg.sources, cfg.recursive)
     start, ckpt = _start_checkpoint(cfg.weights)
-    size = window_size(frames, cfg.window)
+    frames, size = usable_frames(frames, cfg.window)
     cfg = dataclasses.replace(cfg, window=size, weights=str(start.resolve()))
     run_dir = _latest_run(project, name) if resume else increment_run_dir(project / "adapt", name)
     atomic_write_json(run_dir / ADAPT_JSON, {"config": dataclasses.asdict(cfg), "done": False})

@@ -50,22 +50,30 @@ class CleanFrame:
         return self.image[:cut], self.image[cut:]
 
 
-def window_size(frames: Sequence[CleanFrame], wanted: int) -> int:
-    """``wanted``, shrunk (to a multiple of 32) to fit the smallest part of any frame; a
-    one-line error naming the frame when a part is below :data:`MIN_WINDOW`."""
-    size = wanted
+def usable_frames(frames: Sequence[CleanFrame], wanted: int) -> tuple[list[CleanFrame], int]:
+    """The frames whose parts keep :data:`MIN_WINDOW` px (the others are reported and skipped;
+    a one-line error naming the first when none is left) and ``wanted``, shrunk (to a multiple
+    of 32) to fit their smallest part."""
+    from fabricnms.log import get_logger
+
+    size, usable, errors = wanted, [], []
     for frame in frames:
-        for part in frame.parts():
-            side = min(part.shape[:2])
-            if side < MIN_WINDOW:
-                h, w = frame.image.shape[:2]
-                raise FabricError(
-                    f"{frame.path}: frame {w}x{h} is too small: its held-out part is {side} px "
-                    f"across, windows need at least {MIN_WINDOW} px (use frames of at least "
-                    f"{MIN_WINDOW} x {round(MIN_WINDOW / (1 - TRAIN_SHARE))} px)"
-                )
-            size = min(size, side // WINDOW_MULTIPLE * WINDOW_MULTIPLE)
-    return size
+        side = min(min(part.shape[:2]) for part in frame.parts())
+        if side < MIN_WINDOW:
+            h, w = frame.image.shape[:2]
+            errors.append(
+                f"{frame.path}: frame {w}x{h} is too small: its held-out part is {side} px "
+                f"across, windows need at least {MIN_WINDOW} px (use frames of at least "
+                f"{MIN_WINDOW} x {round(MIN_WINDOW / (1 - TRAIN_SHARE))} px)"
+            )
+            continue
+        usable.append(frame)
+        size = min(size, side // WINDOW_MULTIPLE * WINDOW_MULTIPLE)
+    if not usable:
+        raise FabricError(errors[0])
+    for error in errors:
+        get_logger("adapt").warning("skipped %s", error)
+    return usable, size
 
 
 @dataclass(frozen=True)

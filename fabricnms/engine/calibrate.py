@@ -26,10 +26,6 @@ from fabricnms.model.types import Detections
 
 #: Score floor of the calibration pass (thresholds are searched above it).
 SCAN_CONF = 0.05
-#: Score floor of a pass over clean fabric only: its threshold is extrapolated from the tail of
-#: the false alarms (:func:`~fabricnms.engine.false_alarms.calibrate`), which needs those
-#: far below any threshold too.
-CLEAN_SCAN_CONF = 0.005
 
 
 @dataclass(frozen=True)
@@ -41,11 +37,9 @@ class LabelledImage:
     labels: np.ndarray  # [M] int
 
 
-def scan_settings(
-    tile: int = 1024, overlap: float = 0.2, nms: str = "dnms", conf: float = SCAN_CONF
-) -> TileSettings:
-    """The predict path's tiling with a calibration score floor."""
-    return TileSettings(tile=tile, overlap=overlap, nms=nms, conf=conf)
+def scan_settings(tile: int = 1024, overlap: float = 0.2, nms: str = "dnms") -> TileSettings:
+    """The predict path's tiling with the calibration score floor."""
+    return TileSettings(tile=tile, overlap=overlap, nms=nms, conf=SCAN_CONF)
 
 
 def scan(
@@ -82,14 +76,11 @@ def calibrate_model(
 ) -> tuple[OperatingPoint, FabricStats]:
     """Fabric statistics from ``fit`` frames; operating point and shift limit from ``held_out``
     (the limit from ``limit_frames`` instead when given: held-out frames of the ``fit`` fabric,
-    when the statistics describe another fabric than the operating point's data). Default
-    ``settings``: :func:`scan_settings`, down to :data:`CLEAN_SCAN_CONF` when ``held_out`` is
-    clean fabric only."""
-    held = list(held_out)
-    clean = not any(len(h.labels) for h in held)
-    settings = settings or scan_settings(conf=CLEAN_SCAN_CONF if clean else SCAN_CONF)
+    when the statistics describe another fabric than the operating point's data)."""
+    settings = settings or scan_settings()
     descs = [d for _, d in scan(model, fit, settings, device)]
     stats = FabricStats.fit(torch.cat(descs), stats_source or source)
+    held = list(held_out)
     frames: list[CalibrationFrame] = []
     scores: list[float] = []
     for item, (det, desc) in zip(

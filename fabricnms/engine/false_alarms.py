@@ -11,10 +11,9 @@ the threshold of all false alarms together within the whole budget ``F``, not th
 :data:`MIN_CONF`: a few synthetic val frames without a false alarm of one class say nothing
 about its rate on other fabric (the shipped model's 0.05 for ``pattern_skip`` was its main
 false alarm on real fabric). Without labelled boxes (clean frames) there is one threshold for
-all classes, and when the budget allows less than one false alarm on that material (a part
-of a frame: ``adapt``), the threshold is extrapolated from the tail of the false alarms
-(:func:`_tail_threshold`): "just above the highest one" would let through, on fabric ``n`` times
-the area, about ``n`` of them.
+all classes. When the budget allows less than one false alarm on the material (a part of a
+frame: ``adapt``), the threshold goes just above the highest one, which on fabric ``n`` times
+the area lets through about ``n``: small material cannot show a rate of 0.1 per frame.
 """
 
 from __future__ import annotations
@@ -34,12 +33,6 @@ TOUCH_IOU = 0.1
 MIN_CLASS_SUPPORT = 5
 #: Thresholds are never set below this (the detections under it are noise).
 MIN_CONF = 0.05
-#: The tail fit needs more false alarms than this (else: just above the highest).
-TAIL_MIN = 10
-#: It uses at most this many of the highest.
-TAIL_TOP = 20
-#: Thresholds are never set above this.
-MAX_CONF = 0.999
 
 
 @dataclass(frozen=True)
@@ -66,28 +59,6 @@ def _lowest_threshold(
         return unresolved
     # clearly above the (k+1)-th highest false alarm (float32 scores), rounded up to 4 decimals
     return max(MIN_CONF, min(1.0, math.ceil((ranked[k] + 5e-5) * 1e4) / 1e4))
-
-
-def _tail_threshold(false_alarm_scores: list[float], allowed: float) -> float:
-    """Lowest threshold above which at most ``allowed`` (< 1) false alarms are *expected*:
-    an exponential tail fitted to the ``m`` (<= :data:`TAIL_TOP`) highest scores in logit space
-    (peaks over the ``(m+1)``-th highest, ``u``: mean excess ``beta``; expected count above
-    ``t >= u`` is ``m * exp(-(t - u) / beta)``), never below :func:`_lowest_threshold`'s. With
-    ``allowed >= 1`` or too few scores to fit, :func:`_lowest_threshold` itself."""
-    empirical = _lowest_threshold(false_alarm_scores, allowed)
-    if allowed >= 1 or len(false_alarm_scores) <= TAIL_MIN:
-        return empirical
-    eps = 1e-6
-    logits = sorted(
-        (math.log(p / (1 - p)) for p in (min(max(s, eps), 1 - eps) for s in false_alarm_scores)),
-        reverse=True,
-    )
-    m = min(TAIL_TOP, len(logits) - 1)
-    u = logits[m]
-    beta = max(sum(x - u for x in logits[:m]) / m, 1e-3)
-    t = u + beta * math.log(m / max(allowed, eps))
-    score = 1.0 / (1.0 + math.exp(-min(t, 50.0)))
-    return max(empirical, min(MAX_CONF, math.ceil(score * 1e4) / 1e4))
 
 
 def calibrate(
@@ -125,8 +96,6 @@ def calibrate(
     pooled = [s for c in range(num) if c not in own for s in by_class[c]]
     rest = num - len(own)
     conf = _lowest_threshold(pooled, share * rest, floor) if rest else MIN_CONF
-    if not any(support):  # clean fabric only: one threshold, extrapolated when needed
-        conf = _tail_threshold(pooled, false_alarms * area)
     per_class = {class_names[c]: _lowest_threshold(by_class[c], share, floor) for c in own}
     if not rest and per_class:
         conf = max(per_class.values())
