@@ -23,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from fabricnms.errors import FabricError
+from fabricnms.log import get_logger
+
+log = get_logger("adapt")
 
 #: Share of each clean frame (along its longer side) used for training windows.
 TRAIN_SHARE = 0.7
@@ -54,8 +57,6 @@ def usable_frames(frames: Sequence[CleanFrame], wanted: int) -> tuple[list[Clean
     """The frames whose parts keep :data:`MIN_WINDOW` px (the others are reported and skipped;
     a one-line error naming the first when none is left) and ``wanted``, shrunk (to a multiple
     of 32) to fit their smallest part."""
-    from fabricnms.log import get_logger
-
     size, usable, errors = wanted, [], []
     for frame in frames:
         side = min(min(part.shape[:2]) for part in frame.parts())
@@ -72,7 +73,7 @@ def usable_frames(frames: Sequence[CleanFrame], wanted: int) -> tuple[list[Clean
     if not usable:
         raise FabricError(errors[0])
     for error in errors:
-        get_logger("adapt").warning("skipped %s", error)
+        log.warning("skipped %s", error)
     return usable, size
 
 

@@ -82,7 +82,7 @@ def calibrate_model(
     stats = FabricStats.fit(torch.cat(descs), stats_source or source)
     held = list(held_out)
     frames: list[CalibrationFrame] = []
-    scores: list[float] = []
+    held_descs: list[torch.Tensor] = []
     for item, (det, desc) in zip(
         held, scan(model, (h.image for h in held), settings, device), strict=True
     ):
@@ -95,13 +95,11 @@ def calibrate_model(
                 float(h * w),
             )
         )
-        score = stats.frame_score(desc)
-        if score is not None:
-            scores.append(score)
+        held_descs.append(desc)
     point = calibrate(frames, class_names, false_alarms, source)
     if limit_frames is not None:
-        scores = [stats.frame_score(d) for _, d in scan(model, limit_frames, settings, device)]
-        scores = [s for s in scores if s is not None]
+        held_descs = [d for _, d in scan(model, limit_frames, settings, device)]
+    scores = [s for s in map(stats.frame_score, held_descs) if s is not None]
     return point, stats.with_limit(scores)
 
 
