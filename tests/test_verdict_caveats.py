@@ -11,9 +11,16 @@ import yaml
 from helpers_fake import DarkBoxDetector
 
 from fabricnms.data.classes import class_names
+from fabricnms.engine.operating_point import ConfChoice, OperatingPoint
 from fabricnms.engine.predict import PredictConfig, run_predict
 from fabricnms.report.calibration import Calibration
-from fabricnms.report.caveats import EMPTY_ROLL_MIN_FRAMES, Caveat, verdict_lines
+from fabricnms.report.caveats import (
+    EMPTY_ROLL_MIN_FRAMES,
+    NO_OPERATING_POINT,
+    Caveat,
+    operating_point_caveats,
+    verdict_lines,
+)
 from fabricnms.report.grading import GradingRules
 from fabricnms.report.html import render_roll_html
 from fabricnms.report.palette import CLASS_HEX, class_hex
@@ -111,3 +118,15 @@ def test_predict_states_its_assumptions(tmp_path: Path) -> None:
     told.calibrated = True
     again = run_predict(told, out=tmp_path / "o2", model=DarkBoxDetector(), class_names=NAMES)
     assert [c["code"] for c in again.summary["roll"]["caveats"]] == ["no_detections"]
+
+
+def test_operating_point_caveats() -> None:
+    thin = OperatingPoint(conf=0.3, false_alarms_per_frame=0.0, area_frames=0.5)
+    (caveat,) = operating_point_caveats(ConfChoice(thin, "checkpoint"))
+    assert caveat.code == "operating_point_unshown"
+    assert "0.5 frame-areas" in caveat.message and "about 2;" in caveat.message
+    assert operating_point_caveats(ConfChoice(thin, "--conf")) == []  # the user chose it
+    wide = OperatingPoint(conf=0.3, area_frames=120.0)
+    assert operating_point_caveats(ConfChoice(wide, "checkpoint")) == []
+    default = OperatingPoint(conf=0.25)
+    assert operating_point_caveats(ConfChoice(default, "default")) == [NO_OPERATING_POINT]

@@ -49,7 +49,9 @@ def adapt(
 ) -> None:
     """Render defects into windows of the clean frames, fine-tune, calibrate on held-out parts."""
     from fabricnms.engine.adapt import AdaptConfig, run_adapt
+    from fabricnms.engine.operating_point import ConfChoice, OperatingPoint
     from fabricnms.log import console, print_json
+    from fabricnms.report.caveats import operating_point_caveats
 
     cfg = AdaptConfig(
         sources=list(sources),
@@ -75,6 +77,8 @@ def adapt(
         markup=False,
         soft_wrap=True,
     )
+    for caveat in operating_point_caveats(ConfChoice(OperatingPoint.from_dict(op), "checkpoint")):
+        say(f"Caveat: {caveat.message}", markup=False, soft_wrap=True)
     say(f"Adapted weights: {result.weights}", markup=False, soft_wrap=True)
     say(
         f"Next: fabricnms predict FRAMES --weights {result.weights}",

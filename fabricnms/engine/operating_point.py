@@ -70,6 +70,15 @@ class OperatingPoint:
         limits = self.thresholds(class_names).to(det.scores.device)
         return det.select(det.scores >= limits[det.labels])
 
+    def unshown_rate(self) -> float | None:
+        """False alarms per 2446x1000 this point may let through when its calibration fabric
+        was too small to show its budget (``area_frames * false_alarms_per_frame < 1``: the
+        threshold then sits just above the highest false alarm seen, which on new fabric lets
+        through about one per that area), else ``None`` (also when the area is unknown)."""
+        if self.area_frames <= 0 or self.area_frames * self.false_alarms_per_frame >= 1:
+            return None
+        return 1.0 / self.area_frames
+
     def describe(self) -> str:
         """``conf 0.31 (+ 4 per-class thresholds)``."""
         text = f"conf {self.conf:g}"
@@ -89,10 +98,17 @@ class ConfChoice:
         """E.g. ``Threshold: conf 0.31 from the checkpoint's operating point (...)``."""
         p = self.point
         if self.origin == "checkpoint":
+            rate = p.unshown_rate()
+            unshown = (
+                ""
+                if rate is None
+                else f", but {p.area_frames:g} frame-areas are too few to show it: may be "
+                f"about {rate:.2g}"
+            )
             return (
                 f"Threshold: {p.describe()} from the checkpoint's operating point "
                 f"({p.source}; at most {p.false_alarms_per_frame:g} false alarms per 2446x1000 "
-                f"of that fabric); {option} overrides it"
+                f"of that fabric{unshown}); {option} overrides it"
             )
         if self.origin == option:
             return f"Threshold: {p.describe()} from {option}"

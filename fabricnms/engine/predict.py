@@ -58,7 +58,7 @@ from fabricnms.io import atomic_write_json, atomic_write_text, increment_run_dir
 from fabricnms.log import get_logger
 from fabricnms.model.mask_infer import require_mask_branch
 from fabricnms.report.calibration import DEFAULT_PX_PER_MM, Calibration
-from fabricnms.report.caveats import NO_OPERATING_POINT, Caveat
+from fabricnms.report.caveats import Caveat, operating_point_caveats
 from fabricnms.report.grading import GradingRules
 from fabricnms.report.roll import RollSettings
 from fabricnms.report.roll_files import write_roll_files
@@ -328,8 +328,7 @@ def _run_locked(
     if fabric is not None:
         shift = shift_summary([rec.fabric_shift for rec in records], fabric)
     caveats = [Caveat("fabric_shift", shift["warning"])] if shift and shift["warning"] else []
-    if choice.origin == "default":
-        caveats.append(NO_OPERATING_POINT)
+    caveats += operating_point_caveats(choice)
     verdict = None
     roll = None
     if cfg.roll and records:

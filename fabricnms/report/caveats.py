@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fabricnms.engine.operating_point import ConfChoice
 from fabricnms.report.calibration import Calibration
 from fabricnms.report.grading import LIMIT_UNIT_LABELS
 from fabricnms.report.records import FrameRecord
@@ -46,6 +47,28 @@ NO_OPERATING_POINT = Caveat(
     "the model has no calibrated operating point: the built-in score threshold was used; "
     "calibrate one (fabricnms calibrate) or pass --conf",
 )
+
+
+def operating_point_caveats(choice: ConfChoice) -> list[Caveat]:
+    """A caveat when the threshold in force is the built-in default, or the checkpoint's
+    operating point rests on too little fabric to show its false-alarm budget."""
+    if choice.origin == "default":
+        return [NO_OPERATING_POINT]
+    rate = choice.point.unshown_rate() if choice.origin == "checkpoint" else None
+    if rate is None:
+        return []
+    p = choice.point
+    budget = p.false_alarms_per_frame
+    takes = f" (that takes {1 / budget:g})" if budget > 0 else ""
+    return [
+        Caveat(
+            "operating_point_unshown",
+            f"the operating point rests on {p.area_frames:g} frame-areas of clean fabric, too "
+            f"few to show {budget:g} false alarms per 2446x1000{takes}: it may let through "
+            f"about {rate:.2g}; calibrate on more clean fabric or allow a larger "
+            "--false-alarms budget",
+        )
+    ]
 
 
 def calibration_caveat(calibration: Calibration) -> Caveat | None:
