@@ -126,7 +126,7 @@ def test_a_point_on_too_little_fabric_says_what_it_may_let_through() -> None:
     thin = OperatingPoint(conf=0.3, false_alarms_per_frame=0.1, area_frames=0.25, source="s")
     assert thin.unshown_rate() == pytest.approx(4.0)
     line = ConfChoice(thin, "checkpoint").line()
-    assert "0.25 frame-areas are too few to show it: may be about 4" in line
+    assert "0.25 frame-areas are too few to show it: it may let through about 4" in line
     shown = OperatingPoint(conf=0.3, false_alarms_per_frame=0.1, area_frames=10.0)
     assert shown.unshown_rate() is None and "too few" not in ConfChoice(shown, "checkpoint").line()
     assert OperatingPoint(conf=0.3).unshown_rate() is None  # area unknown: nothing claimed

@@ -124,7 +124,7 @@ def test_operating_point_caveats() -> None:
     thin = OperatingPoint(conf=0.3, false_alarms_per_frame=0.0, area_frames=0.5)
     (caveat,) = operating_point_caveats(ConfChoice(thin, "checkpoint"))
     assert caveat.code == "operating_point_unshown"
-    assert "0.5 frame-areas" in caveat.message and "about 2;" in caveat.message
+    assert "0.5 frame-areas" in caveat.message and "about 2 per 2446x1000;" in caveat.message
     assert operating_point_caveats(ConfChoice(thin, "--conf")) == []  # the user chose it
     wide = OperatingPoint(conf=0.3, area_frames=120.0)
     assert operating_point_caveats(ConfChoice(wide, "checkpoint")) == []

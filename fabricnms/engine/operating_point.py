@@ -102,8 +102,8 @@ class ConfChoice:
             unshown = (
                 ""
                 if rate is None
-                else f", but {p.area_frames:g} frame-areas are too few to show it: may be "
-                f"about {rate:.2g}"
+                else f", but {p.area_frames:g} frame-areas are too few to show it: it may let "
+                f"through about {rate:.2g} per 2446x1000"
             )
             return (
                 f"Threshold: {p.describe()} from the checkpoint's operating point "

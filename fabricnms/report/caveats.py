@@ -65,7 +65,7 @@ def operating_point_caveats(choice: ConfChoice) -> list[Caveat]:
             "operating_point_unshown",
             f"the operating point rests on {p.area_frames:g} frame-areas of clean fabric, too "
             f"few to show {budget:g} false alarms per 2446x1000{takes}: it may let through "
-            f"about {rate:.2g}; calibrate on more clean fabric or allow a larger "
+            f"about {rate:.2g} per 2446x1000; calibrate on more clean fabric or allow a larger "
             "--false-alarms budget",
         )
     ]
