@@ -11,7 +11,9 @@ from torch import nn
 
 from fabricnms.engine import tiling
 from fabricnms.engine.tiling import TileSettings, detect_frames, padded_size, tile_windows
+from fabricnms.model import postprocess
 from fabricnms.model.detector import Detector
+from fabricnms.model.postprocess import METHODS, suppress
 from fabricnms.model.types import DenseOutput
 
 
@@ -165,3 +167,16 @@ def test_clip_detections_drops_boxes_in_the_padding() -> None:
     out = tiling.clip_detections(det, 100, 64)
     assert out.boxes.tolist() == [[10, 10, 50, 50], [95, 5, 100, 40]]
     assert out.labels.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_warm_up_runs_the_suppression_of_every_method(method: str, monkeypatch) -> None:
+    calls: list[int] = []
+
+    def spy(cands, *args, **kwargs):
+        calls.append(len(cands[0].boxes))
+        return suppress(cands, *args, **kwargs)
+
+    monkeypatch.setattr(postprocess, "suppress", spy)
+    tiling.warm_up(TileSettings(nms=method), num_classes=20)
+    assert calls == [3]

@@ -31,7 +31,7 @@ from fabricnms.engine.operating_point import OperatingPoint
 from fabricnms.engine.predict_summary import RunStats
 from fabricnms.engine.prefetch import Prefetch
 from fabricnms.engine.shift import FabricStats, FeatureTap
-from fabricnms.engine.tiling import TileSettings, detect_frames, tile_windows
+from fabricnms.engine.tiling import TileSettings, detect_frames, tile_windows, warm_up
 from fabricnms.engine.writers import ResultWriter
 from fabricnms.log import get_logger
 from fabricnms.report.records import FrameRecord
@@ -165,6 +165,7 @@ def stream_frames(
     timed = TimedModel(model, device, clock).eval()
     pending: deque[_Pending] = deque()
     total = len(todo)
+    warm_up(settings, len(class_names))
     start = time.perf_counter()
 
     def decoded() -> Iterator[tuple[int, np.ndarray, float]]:

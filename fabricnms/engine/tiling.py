@@ -170,6 +170,19 @@ def detect_frames(
         yield det
 
 
+def warm_up(settings: TileSettings, num_classes: int) -> None:
+    """Run the suppression once on three made-up overlapping candidates, so that loading its
+    compiled kernels (about half a second per process) is not timed as the first frame's
+    postprocess."""
+    from fabricnms.model.postprocess import Candidates, suppress
+
+    boxes = torch.tensor([[0.0, 0.0, 20.0, 20.0], [2.0, 1.0, 22.0, 21.0], [40.0, 0.0, 60.0, 9.0]])
+    scores = torch.full((3, num_classes), 0.5)
+    merged = Candidates(boxes, scores, scores, torch.full((3,), 0.5), torch.ones(3, 8))
+    with torch.inference_mode():
+        suppress([merged], settings.nms, settings.conf, settings.max_det, nms=settings.suppression)
+
+
 def frame_candidates(
     model: torch.nn.Module,
     images: Iterable[np.ndarray],
