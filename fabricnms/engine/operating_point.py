@@ -79,6 +79,17 @@ class OperatingPoint:
             return None
         return 1.0 / self.area_frames
 
+    def unshown(self) -> str | None:
+        """``0.06 frame-areas are too few to show it: it may let through about 16 per
+        2446x1000`` when :meth:`unshown_rate` applies, else ``None``."""
+        rate = self.unshown_rate()
+        if rate is None:
+            return None
+        return (
+            f"{self.area_frames:g} frame-areas are too few to show it: it may let through "
+            f"about {rate:.2g} per 2446x1000"
+        )
+
     def describe(self) -> str:
         """``conf 0.31 (+ 4 per-class thresholds)``."""
         text = f"conf {self.conf:g}"
@@ -98,13 +109,8 @@ class ConfChoice:
         """E.g. ``Threshold: conf 0.31 from the checkpoint's operating point (...)``."""
         p = self.point
         if self.origin == "checkpoint":
-            rate = p.unshown_rate()
-            unshown = (
-                ""
-                if rate is None
-                else f", but {p.area_frames:g} frame-areas are too few to show it: it may let "
-                f"through about {rate:.2g} per 2446x1000"
-            )
+            note = p.unshown()
+            unshown = "" if note is None else f", but {note}"
             return (
                 f"Threshold: {p.describe()} from the checkpoint's operating point "
                 f"({p.source}; at most {p.false_alarms_per_frame:g} false alarms per 2446x1000 "

@@ -54,18 +54,15 @@ def operating_point_caveats(choice: ConfChoice) -> list[Caveat]:
     operating point rests on too little fabric to show its false-alarm budget."""
     if choice.origin == "default":
         return [NO_OPERATING_POINT]
-    rate = choice.point.unshown_rate() if choice.origin == "checkpoint" else None
-    if rate is None:
+    note = choice.point.unshown() if choice.origin == "checkpoint" else None
+    if note is None:
         return []
-    p = choice.point
-    budget = p.false_alarms_per_frame
-    takes = f" (that takes {1 / budget:g})" if budget > 0 else ""
+    budget = choice.point.false_alarms_per_frame
     return [
         Caveat(
             "operating_point_unshown",
-            f"the operating point rests on {p.area_frames:g} frame-areas of clean fabric, too "
-            f"few to show {budget:g} false alarms per 2446x1000{takes}: it may let through "
-            f"about {rate:.2g} per 2446x1000; calibrate on more clean fabric or allow a larger "
+            f"the operating point's budget, {budget:g} false alarms per 2446x1000, rests on too "
+            f"little clean fabric: {note}; calibrate on more clean fabric or allow a larger "
             "--false-alarms budget",
         )
     ]
