@@ -4,7 +4,7 @@ adapted on that set's clean material, scored by the real-fabric benchmark.
 Run (one adapt run per set, ``--minutes`` each; nothing is written into the repository)::
 
     python benchmarks/adapt_real.py ../shared/real --work /tmp/adapt_real [--minutes 10] \\
-        [--lr 0.001] [--seeds 0 1 2] \\
+        [--lr 0.001] [--seeds 0 1 2] [--false-alarms 0.1] \\
         [--sets greige_2448x1200 aitex_4096x256 stains_512 inspection_table_unlabelled]
 
 With several ``--seeds`` each set is adapted once per seed (the seed cuts the windows and
@@ -19,8 +19,8 @@ The clean material of each set, and what the adapted model is tested on:
 - a set with annotated boxes and no clean frame (stains): the clean material is, per frame,
   the largest rectangle keeping :data:`BOX_MARGIN` px away from every labelled box; the test
   set is the whole set (so its clean areas were seen by adapt, as the issue allows);
-- an unlabelled set (inspection table): adapt on its frames (at most 10, evenly spaced; a few
-  carry flecks or snags), report detections per frame.
+- an unlabelled set (inspection table): adapt on its frames (up to ten frame-areas of them,
+  spread evenly; a few carry flecks or snags), report detections per frame.
 
 Both models are run through the ``predict`` path at their own operating point (the checkpoint's,
 as ``predict`` does without ``--conf``) and scored by ``benchmarks/real_frames.py``
@@ -203,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=AdaptConfig.lr, help="adapt learning rate")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="adapt seeds")
     parser.add_argument(
+        "--false-alarms",
+        type=float,
+        default=AdaptConfig.false_alarms,
+        help="adapt's false-alarm budget per 2446x1000 px",
+    )
+    parser.add_argument(
         "--weights", type=Path, default=DEFAULT_WEIGHTS, help="start model (default: shipped)"
     )
     args = parser.parse_args(argv)
@@ -222,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                     minutes=args.minutes,
                     lr=args.lr,
                     seed=seed,
+                    false_alarms=args.false_alarms,
                 ),
                 project=args.work / name,
                 name=f"seed{seed}",

@@ -16,6 +16,7 @@ from fabricnms.cli import app
 from fabricnms.data.classes import class_names
 from fabricnms.engine.adapt import AdaptConfig, run_adapt
 from fabricnms.engine.adapt_data import CleanFrame, usable_frames
+from fabricnms.engine.adapt_sources import read_clean_frames, spread_order
 from fabricnms.engine.operating_point import OP_KEY
 from fabricnms.engine.predict import PredictConfig, run_predict
 from fabricnms.engine.shift import STATS_KEY
@@ -99,6 +100,32 @@ def test_a_frame_too_small_is_skipped_and_the_window_fits_the_rest(caplog) -> No
     assert "small.png: frame 400x400 is too small" in caplog.text
     with pytest.raises(FabricError, match=r"small\.png: frame 400x400 is too small"):
         usable_frames([small], 512)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 13, 64])
+def test_spread_order_is_a_permutation_whose_prefixes_spread(n: int) -> None:
+    order = spread_order(n)
+    assert sorted(order) == list(range(n)) and order[0] == 0
+    if n >= 4:  # the first two halve the range, the first four quarter it
+        assert order[1] == n // 2 and sorted(order[:4]) == [0, n // 4, n // 2, 3 * n // 4]
+
+
+def test_clean_material_is_capped_by_area_not_frame_count(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    import fabricnms.engine.adapt_sources as adapt
+
+    folder = tmp_path / "crops"
+    for i in range(12):  # twelve 200x480 crops: 0.47 frame-areas in all
+        _clean_frame(folder).rename(folder / f"c{i:02d}.png")
+    (folder / "c05.png").write_bytes(b"not an image")
+    assert len(read_clean_frames([str(folder)], False)) == 11  # all readable ones (old cap: 10)
+    monkeypatch.setattr(adapt, "MAX_FRAME_AREAS", 4 * 480 * 200 / (2446 * 1000))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        frames = read_clean_frames([str(folder)], False)
+    assert [f.path.name for f in frames] == ["c00.png", "c03.png", "c06.png", "c09.png"]
+    assert "using 4 of 12 clean frames" in caplog.text and "c05.png" not in caplog.text
 
 
 @pytest.mark.parametrize("case", ["unreadable", "small", "classes"])

@@ -2,8 +2,8 @@
 
 Steps, into ``runs/adapt/<name>[N]/``:
 
-1. read the clean frames (at most :data:`MAX_FRAMES`, evenly spaced when more are given;
-   unreadable ones and ones too small for a window are reported and skipped) and check them
+1. read the clean frames (:mod:`fabricnms.engine.adapt_sources`: up to ten frame-areas of
+   them; unreadable ones and ones too small for a window are reported and skipped) and check them
    and the start weights *before* anything is written (no usable frame, or weights of another
    class set: one-line :class:`FabricError`);
 2. build ``data/`` (:mod:`fabricnms.engine.adapt_data`): windows of the frames' training
@@ -33,14 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from fabricnms.engine.adapt_data import CleanFrame, cut_windows, usable_frames, write_dataset
+from fabricnms.engine.adapt_data import cut_windows, usable_frames, write_dataset
+from fabricnms.engine.adapt_sources import read_clean_frames
 from fabricnms.errors import FabricError
 from fabricnms.log import get_logger
 
 log = get_logger("adapt")
 
-#: More clean frames than this are thinned to this many, evenly spaced.
-MAX_FRAMES = 10
 #: Training speed (512-px windows per second) the epochs are sized with; smaller windows finish
 #: early on purpose (filling the budget with 25-82 epochs of them did worse on real fabric).
 WINDOWS_PER_SECOND = 3.0
@@ -78,30 +77,6 @@ class AdaptResult:
     run_dir: Path
     weights: Path
     summary: dict[str, Any]
-
-
-def read_clean_frames(sources: list[str], recursive: bool) -> list[CleanFrame]:
-    """The readable frames of ``sources`` (at most :data:`MAX_FRAMES`, evenly spaced)."""
-    from fabricnms.data.frame_reader import FrameReadError, read_frame_rgb
-    from fabricnms.engine.sources import discover_frames
-
-    paths = discover_frames(sources, recursive)
-    if len(paths) > MAX_FRAMES:
-        picks = np.linspace(0, len(paths) - 1, MAX_FRAMES).round().astype(int)
-        log.info("using %d of %d clean frames, evenly spaced", MAX_FRAMES, len(paths))
-        paths = [paths[i] for i in picks]
-    frames, errors = [], []
-    for path in paths:
-        try:
-            frames.append(CleanFrame(path, read_frame_rgb(path)))
-        except FrameReadError as exc:
-            errors.append(str(exc))
-    if not frames:
-        first = f" (first: {errors[0]})" if errors else ""
-        raise FabricError(f"no readable clean frame in {', '.join(sources)}{first}")
-    for error in errors:
-        log.warning("skipped %s", error)
-    return frames
 
 
 def _start_checkpoint(weights: str) -> tuple[Path, dict[str, Any]]:
