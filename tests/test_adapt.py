@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -90,7 +92,28 @@ def test_tiny_adapt_writes_calibrated_checkpoint_predict_uses(start: Path, tmp_p
     assert again.run_dir == run and again.summary["epochs"] == result.summary["epochs"]
 
 
-def test_a_frame_too_small_is_skipped_and_the_window_fits_the_rest(caplog) -> None:
+def test_cli_states_the_budget_per_frame_of_the_material(
+    start: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import fabricnms.engine.adapt as adapt
+
+    real = adapt.run_adapt
+    tiny = {"window": 128, "train_windows": 8, "val_windows": 2, "batch": 4, "epochs": 1}
+    monkeypatch.setattr(
+        adapt, "run_adapt", lambda cfg, **kw: real(dataclasses.replace(cfg, **tiny), **kw)
+    )
+    frame = _clean_frame(tmp_path / "clean")
+    r = runner.invoke(
+        app, ["adapt", str(frame), "--weights", str(start), "--project", str(tmp_path / "runs")]
+    )
+    assert r.exit_code == 0, r.output
+    # 0.1 per 2446x1000 is 0.1 * 480 * 200 / 2446000 = 0.0039 per frame of this size
+    assert "alarms per 2446x1000, 0.0039 per 480x200 frame, on 0.0118 frame-areas" in r.output
+    assert "Caveat: " in r.output and "Next: fabricnms predict FRAMES --weights" in r.output
+
+
+def test_a_frame_too_small_is_skipped_and_the_window_fits_the_rest(caplog, monkeypatch) -> None:
+    monkeypatch.setattr(logging.getLogger("fabricnms"), "propagate", True)  # after a CLI run
     big = CleanFrame(Path("big.png"), np.zeros((1000, 2446, 3), np.uint8))
     mid = CleanFrame(Path("mid.png"), np.zeros((500, 900, 3), np.uint8))  # held part 270 px
     small = CleanFrame(Path("small.png"), np.zeros((400, 400, 3), np.uint8))  # held part 120 px
@@ -115,6 +138,7 @@ def test_clean_material_is_capped_by_area_not_frame_count(
 ) -> None:
     import fabricnms.engine.adapt_sources as adapt
 
+    monkeypatch.setattr(logging.getLogger("fabricnms"), "propagate", True)  # after a CLI run
     folder = tmp_path / "crops"
     for i in range(12):  # twelve 200x480 crops: 0.47 frame-areas in all
         _clean_frame(folder).rename(folder / f"c{i:02d}.png")

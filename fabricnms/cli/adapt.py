@@ -12,8 +12,9 @@ def adapt(
     sources: Annotated[
         list[str],
         typer.Argument(
-            help="Clean frames of the fabric (files, folders, globs or .txt lists); at most "
-            "10 are used. One frame is enough.",
+            help="Clean frames of the fabric (files, folders, globs or .txt lists); up to ten "
+            "2446x1000 frames' worth are used (more are thinned, spread evenly). One frame is "
+            "enough.",
             show_default=False,
         ),
     ],
@@ -31,7 +32,8 @@ def adapt(
         typer.Option(
             min=0.0,
             help="False alarms allowed per 2446x1000 px of the held-out clean fabric: the "
-            "operating point is the lowest threshold within it.",
+            "operating point is the lowest threshold within it. Per frame of another size it is "
+            "F x W x H / 2446000: 0.1 is 0.011 per 512x512 crop; 1 per such crop is 9.33.",
         ),
     ] = 0.1,
     window: Annotated[
@@ -72,7 +74,8 @@ def adapt(
     say(
         f"Adapted in {s['minutes']:g} min ({s['epochs']} epochs on {s['window']}-px windows); "
         f"operating point conf {op['conf']:g} (at most {op['false_alarms_per_frame']:g} false "
-        f"alarms per 2446x1000 on {op['area_frames']:g} frame-areas of held-out clean fabric), "
+        f"alarms per 2446x1000, {_per_frame(op, s['frame_sizes'])}, on "
+        f"{op['area_frames']:g} frame-areas of held-out clean fabric), "
         f"fabric-shift limit {s['shift_limit']:g}",
         markup=False,
         soft_wrap=True,
@@ -80,8 +83,17 @@ def adapt(
     for caveat in operating_point_caveats(ConfChoice(OperatingPoint.from_dict(op), "checkpoint")):
         say(f"Caveat: {caveat.message}", markup=False, soft_wrap=True)
     say(f"Adapted weights: {result.weights}", markup=False, soft_wrap=True)
-    say(
-        f"Next: fabricnms predict FRAMES --weights {result.weights}",
-        markup=False,
-        soft_wrap=True,
-    )
+    say(f"Next: fabricnms predict FRAMES --weights {result.weights}", markup=False, soft_wrap=True)
+
+
+def _per_frame(op: dict, sizes: list[list[int]]) -> str:
+    """The operating point's budget per frame of the adapt material: ``0.011 per 512x512
+    frame`` (``sizes`` ``[[W, H], ...]`` px; an average when they differ)."""
+    from fabricnms.engine.operating_point import FRAME_AREA_PX as frame_area
+
+    budget = op["false_alarms_per_frame"]
+    w, h = sizes[0]
+    if all(size == [w, h] for size in sizes):
+        return f"{budget * w * h / frame_area:.2g} per {w}x{h} frame"
+    mean = sum(sw * sh for sw, sh in sizes) / len(sizes)
+    return f"{budget * mean / frame_area:.2g} per frame of these on average"

@@ -189,6 +189,7 @@ def run_adapt(
         "run_dir": str(run_dir.resolve()),
         "weights": str(adapted.resolve()),
         "frames": [str(f.path) for f in frames],
+        "frame_sizes": [[f.image.shape[1], f.image.shape[0]] for f in frames],  # [W, H] px
         "window": size,
         "epochs": result.epochs_done,
         "operating_point": point.to_dict(),
