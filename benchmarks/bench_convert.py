@@ -28,7 +28,9 @@ import cv2
 import numpy as np
 
 from fabricnms.data.classes import RAW_CLASSES
-from fabricnms.data.convert import ConvertOptions, convert_release, write_outputs
+from fabricnms.data.convert import convert_release
+from fabricnms.data.convert_output import write_outputs
+from fabricnms.data.convert_types import ConvertOptions
 from fabricnms.data.images import read_image_size
 from fabricnms.data.tianchi import discover, read_label_file
 

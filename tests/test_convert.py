@@ -474,7 +474,7 @@ def test_failed_write_keeps_previous_output_whole(tmp_path: Path, monkeypatch) -
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     write_labels(src / "Annotations" / "anno_train.json", [entry("a.jpg", HOLE, [1, 1, 9, 9])])
 
-    import fabricnms.data.convert as conv
+    import fabricnms.data.convert_output as conv
 
     real_atomic_open = conv.atomic_open
 

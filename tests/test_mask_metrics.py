@@ -11,7 +11,9 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from fabricnms.data.coco import coco_annotation, coco_dataset, coco_image
-from fabricnms.data.convert import ConvertOptions, coco_categories, convert_release
+from fabricnms.data.convert import convert_release
+from fabricnms.data.convert_output import coco_categories
+from fabricnms.data.convert_types import ConvertOptions
 from fabricnms.data.synth import ReleaseOptions, write_release
 from fabricnms.engine.masks import (
     evaluate_masks,

@@ -61,7 +61,9 @@ def convert(
     ] = False,
 ) -> None:
     """Convert Tianchi anno_train.json release folders to COCO train/val files."""
-    from fabricnms.data.convert import ConvertOptions, convert_release, write_outputs
+    from fabricnms.data.convert import convert_release
+    from fabricnms.data.convert_output import write_outputs
+    from fabricnms.data.convert_types import ConvertOptions
     from fabricnms.log import console, print_json
 
     options = ConvertOptions(

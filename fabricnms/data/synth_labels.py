@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fabricnms.data.classes import CATEGORY_BY_ID
 from fabricnms.data.coco import coco_annotation, coco_dataset, coco_image
-from fabricnms.data.convert import coco_categories
+from fabricnms.data.convert_output import coco_categories
 from fabricnms.data.synth_canvas import Box
 from fabricnms.data.synth_layout import ReleaseOptions
 from fabricnms.io import atomic_write_json, atomic_write_text

@@ -127,7 +127,7 @@ def write_dataset(out: Path, train: Sequence[Window], val: Sequence[Window]) -> 
     import yaml
 
     from fabricnms.data.coco import coco_annotation, coco_dataset, coco_image, write_coco
-    from fabricnms.data.convert import coco_categories
+    from fabricnms.data.convert_output import coco_categories
     from fabricnms.io import atomic_write_bytes, atomic_write_text
     from fabricnms.model.boxes import xyxy_to_xywh
 
