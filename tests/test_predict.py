@@ -27,7 +27,8 @@ from fabricnms.cli import app
 from fabricnms.data.classes import class_names
 from fabricnms.engine.checkpoint import make_checkpoint, save_checkpoint
 from fabricnms.engine.predict import PredictConfig, run_predict
-from fabricnms.engine.writers import CSV_CALIBRATED_COLUMNS, CSV_COLUMNS, iter_journal
+from fabricnms.engine.writer_sinks import CSV_CALIBRATED_COLUMNS, CSV_COLUMNS
+from fabricnms.engine.writers import iter_journal
 from fabricnms.errors import FabricError
 from fabricnms.model.detector import Detector
 

@@ -15,12 +15,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from fabricnms.data.classes import class_names
-from fabricnms.engine.writers import (
-    CSV_CALIBRATED_COLUMNS,
-    CSV_COLUMNS,
-    JOURNAL_NAME,
-    ResultWriter,
-)
+from fabricnms.engine.writer_sinks import CSV_CALIBRATED_COLUMNS, CSV_COLUMNS
+from fabricnms.engine.writers import JOURNAL_NAME, ResultWriter
 from fabricnms.errors import FabricError
 from fabricnms.model.mask_head import MaskCrops
 from fabricnms.model.types import Detections

@@ -13,9 +13,8 @@ final files, each written atomically:
   ``COCO("images.json").loadRes("predictions.json")`` works;
 - ``submission.json``: the Tianchi submission ``[{name, category, bbox, score}]``, ``bbox``
   xyxy pixels, ``category`` 1-based, ``name`` the bare file name;
-- ``detections.csv``: one row per defect with explicit headers (:data:`CSV_COLUMNS`; plus
-  :data:`CSV_CALIBRATED_COLUMNS` when a calibration is given; plus :data:`CSV_MASK_COLUMNS`
-  with masks, and ``mask_area_mm2`` when both).
+- ``detections.csv``: one row per defect with explicit headers (the columns are in
+  :mod:`fabricnms.engine.writer_sinks`, which writes all three formats row by row).
 
 Journal format: line 1 is a header ``{"journal": "fabricnms-detections", "version": 1,
 "class_names": [...]}``; every further line is ``{"image_id", "frame" (absolute path), "width",
@@ -26,15 +25,14 @@ Journal format: line 1 is a header ``{"journal": "fabricnms-detections", "versio
 from __future__ import annotations
 
 import contextlib
-import csv
-import functools
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any
 
+from fabricnms.engine.writer_sinks import Sink, open_sink
 from fabricnms.errors import FabricError
 from fabricnms.io import atomic_open
 from fabricnms.log import get_logger
@@ -56,23 +54,6 @@ OUTPUT_NAMES: dict[str, str] = {
     "tianchi": "submission.json",
     "csv": "detections.csv",
 }
-CSV_COLUMNS: tuple[str, ...] = (
-    "frame",
-    "image_id",
-    "class_id",
-    "class_name",
-    "score",
-    "x1",
-    "y1",
-    "x2",
-    "y2",
-)
-#: Box width across / height along the roll in mm, box centre across in mm from the left
-#: selvage (frame x = 0), box centre along the roll in metres from the roll start.
-CSV_CALIBRATED_COLUMNS: tuple[str, ...] = ("w_mm", "h_mm", "x_mm", "y_along_m")
-#: Mask area in frame pixels and mask uncertainty (mean binary entropy in bits); written with
-#: masks (``mask_area_mm2`` follows when calibrated).
-CSV_MASK_COLUMNS: tuple[str, ...] = ("mask_area_px", "mask_uncertainty")
 
 
 class ResultWriter:
@@ -227,18 +208,13 @@ class ResultWriter:
             paths["images"] = self.out_dir / OUTPUT_NAMES["images"]
             self._write_images(paths["images"])
         with contextlib.ExitStack() as stack:
-            sinks: list[_Sink] = []
+            sinks: list[Sink] = []
             for fmt in self.formats:
                 paths[fmt] = self.out_dir / OUTPUT_NAMES[fmt]
                 fh = stack.enter_context(atomic_open(paths[fmt], "w"))
-                if fmt == "coco":
-                    sinks.append(_JsonListSink(fh, functools.partial(_coco_row, self.calibration)))
-                elif fmt == "tianchi":
-                    sinks.append(_JsonListSink(fh, _tianchi_row))
-                else:
-                    sinks.append(
-                        _CsvSink(fh, self.class_names, self.calibration, offsets, self.masks)
-                    )
+                sinks.append(
+                    open_sink(fmt, fh, self.class_names, self.calibration, offsets, self.masks)
+                )
             for image_id, rec in self.records():
                 for det in rec.detections:
                     for sink in sinks:
@@ -331,107 +307,3 @@ def iter_journal(path: str | Path) -> Iterator[tuple[int, FrameRecord]]:
                 yield int(obj["image_id"]), record
             except (ValueError, KeyError, TypeError) as exc:
                 raise FabricError(f"{path}: line {n}: bad journal entry ({exc})") from None
-
-
-class _Sink(Protocol):
-    """One output format, fed detection by detection."""
-
-    def write(self, image_id: int, rec: FrameRecord, det: DetectionRecord) -> None: ...
-
-    def close(self) -> None: ...
-
-
-_RowFn = Callable[[int, FrameRecord, DetectionRecord], dict[str, Any]]
-
-
-class _JsonListSink:
-    """A JSON list written one object per line, so it streams and stays diffable."""
-
-    def __init__(self, fh: IO[str], row: _RowFn) -> None:
-        self.fh, self.row, self.count = fh, row, 0
-        fh.write("[")
-
-    def write(self, image_id: int, rec: FrameRecord, det: DetectionRecord) -> None:
-        sep = ",\n" if self.count else "\n"
-        self.fh.write(sep + json.dumps(self.row(image_id, rec, det), ensure_ascii=False))
-        self.count += 1
-
-    def close(self) -> None:
-        self.fh.write("\n]\n")
-
-
-def _coco_row(
-    calibration: Calibration | None, image_id: int, rec: FrameRecord, det: DetectionRecord
-) -> dict[str, Any]:
-    x1, y1, x2, y2 = det.box
-    row: dict[str, Any] = {
-        "image_id": image_id,
-        "category_id": det.label + 1,
-        "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
-        "score": round(det.score, 5),
-    }
-    if det.rle is not None:
-        row["segmentation"] = det.rle
-    if det.area is not None:
-        row["area"] = det.area
-        if calibration is not None:
-            row["area_mm2"] = round(calibration.mm2(det.area), 2)
-    if det.uncertainty is not None:
-        row["mask_uncertainty"] = round(det.uncertainty, 4)
-    return row
-
-
-def _tianchi_row(image_id: int, rec: FrameRecord, det: DetectionRecord) -> dict[str, Any]:
-    return {
-        "name": rec.name,
-        "category": det.label + 1,
-        "bbox": [round(v, 2) for v in det.box],
-        "score": round(det.score, 5),
-    }
-
-
-class _CsvSink:
-    def __init__(
-        self,
-        fh: IO[str],
-        class_names: list[str],
-        calibration: Calibration | None,
-        offsets: dict[str, int],
-        masks: bool,
-    ) -> None:
-        self.writer = csv.writer(fh, lineterminator="\n")
-        self.class_names, self.calibration, self.offsets = class_names, calibration, offsets
-        self.masks = masks
-        columns = CSV_COLUMNS + (CSV_CALIBRATED_COLUMNS if calibration else ())
-        if masks:
-            columns += CSV_MASK_COLUMNS + (("mask_area_mm2",) if calibration else ())
-        self.writer.writerow(columns)
-
-    def write(self, image_id: int, rec: FrameRecord, det: DetectionRecord) -> None:
-        x1, y1, x2, y2 = det.box
-        row: list[Any] = [
-            rec.name,
-            image_id,
-            det.label + 1,
-            self.class_names[det.label],
-            f"{det.score:.4f}",
-            *(f"{v:.2f}" for v in det.box),
-        ]
-        cal = self.calibration
-        if cal is not None:
-            along_px = self.offsets[rec.path] + (y1 + y2) / 2
-            row += [
-                f"{cal.mm_x(x2 - x1):.1f}",
-                f"{cal.mm_y(y2 - y1):.1f}",
-                f"{cal.mm_x((x1 + x2) / 2):.1f}",
-                f"{cal.mm_y(along_px) / 1000:.4f}",
-            ]
-        if self.masks:
-            area = det.area or 0.0
-            row += [f"{area:.0f}", f"{det.uncertainty or 0.0:.4f}"]
-            if cal is not None:
-                row.append(f"{cal.mm2(area):.2f}")
-        self.writer.writerow(row)
-
-    def close(self) -> None:
-        """Nothing to add: rows go straight to the atomic file."""
