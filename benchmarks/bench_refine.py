@@ -19,7 +19,8 @@ from functools import partial
 import torch
 
 from fabricnms.model.mask_head import assemble_masks, paste_masks
-from fabricnms.model.refine import RefineResult, contrast_weights, refine_masks
+from fabricnms.model.refine import RefineResult, refine_masks
+from fabricnms.model.refine_ops import contrast_weights
 
 H, W = 1000, 2446
 

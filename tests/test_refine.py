@@ -11,14 +11,13 @@ import torch
 from scipy.optimize import brentq
 from scipy.special import expit
 
-from fabricnms.model.refine import (
+from fabricnms.model.refine import EntropyRefiner, refine_masks
+from fabricnms.model.refine_ops import (
     LN2,
-    EntropyRefiner,
-    _Grid,
+    Grid,
     binary_entropy,
     contrast_weights,
     pad_logits,
-    refine_masks,
     total_variation,
     total_variation_grad,
 )
@@ -83,7 +82,7 @@ def test_total_variation_gradient_matches_autograd() -> None:
     gen = torch.Generator().manual_seed(1)
     p = torch.rand(3, 7, 9, generator=gen, dtype=torch.float64, requires_grad=True)
     valid = torch.rand(3, 7, 9, generator=gen) > 0.2
-    grid = _Grid(valid, torch.float64)
+    grid = Grid(valid, torch.float64)
     (auto,) = torch.autograd.grad(total_variation(p, grid, 0.05).sum(), p)
     assert torch.allclose(total_variation_grad(p.detach(), grid, 0.05), auto, atol=1e-12)
 
@@ -240,7 +239,7 @@ def test_weighted_tv_is_monotone_and_feasible(dtype: torch.dtype) -> None:
     assert (hist["entropy"] >= h0 - slack).all()
     assert (hist["gap"] >= -slack).all()
     # the weighted TV and its gradient agree with autograd
-    grid = _Grid(
+    grid = Grid(
         torch.ones(3, 20, 20, dtype=torch.bool), torch.float64, _random_weights((3, 20, 20), 9)
     )
     p = torch.rand(3, 20, 20, generator=gen, dtype=torch.float64, requires_grad=True)

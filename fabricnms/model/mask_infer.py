@@ -24,7 +24,7 @@ for a 2446 x 1000 frame at stride 4), the rest ``K x S x S`` plus the crops; nev
 (:func:`box_colours`, CIE-Lab, 2 x 2 bilinear samples per cell of the boxes' union crop) gives
 
 - contrast-sensitive TV weights ``exp(-||c_a - c_b||^2 / (2 edge_sigma^2))``
-  (:func:`~fabricnms.model.refine.contrast_weights`; ``edge_sigma = 0``: plain TV), and
+  (:func:`~fabricnms.model.refine_ops.contrast_weights`; ``edge_sigma = 0``: plain TV), and
 - a colour unary ``z = z_branch + kappa * z_colour`` with ``z_colour = ||c - c_border|| /
   colour_scale - 1`` (:func:`colour_logits`): cells whose colour differs from the median colour
   of the box's one-cell border ring by more than ``colour_scale`` lean to defect
@@ -53,14 +53,8 @@ from fabricnms.model.mask_head import (
     roi_sample,
 )
 from fabricnms.model.mask_losses import rgb_to_lab
-from fabricnms.model.refine import (
-    DEFAULT_H0,
-    LN2,
-    RefineResult,
-    binary_entropy_from_logits,
-    contrast_weights,
-    refine_masks,
-)
+from fabricnms.model.refine import DEFAULT_H0, RefineResult, refine_masks
+from fabricnms.model.refine_ops import LN2, binary_entropy_from_logits, contrast_weights
 from fabricnms.model.types import Detections
 
 #: Default weight of the total variation in the refinement.
