@@ -28,14 +28,6 @@ from typing import Any
 import torch
 
 from fabricnms.config import TrainConfig, config_to_yaml
-from fabricnms.data.dataset import (
-    TrainWindows,
-    WindowParams,
-    build_augment,
-    class_repeat_factors,
-    collate_windows,
-    frame_repeat_factors,
-)
 from fabricnms.engine import checkpoint as ckpt_io
 from fabricnms.engine.evaluate import EvalReport, evaluate_frames
 from fabricnms.engine.history import plot_history, write_metrics_csv
@@ -52,8 +44,8 @@ from fabricnms.engine.runtime import (
     seed_everything,
     shutdown_distributed,
 )
-from fabricnms.engine.sampler import EpochSampler
 from fabricnms.engine.tiling import TileSettings
+from fabricnms.engine.train_batch import build_loader, dense_float, targets_to, zero_touch
 from fabricnms.engine.train_progress import epoch_line, progress_bar
 from fabricnms.engine.train_start import (
     check_classes,
@@ -82,10 +74,6 @@ class TrainResult:
     best_epoch: int
     stopped_early: bool
     is_main: bool
-
-
-def _targets_to(targets: list[dict[str, torch.Tensor]], device: torch.device) -> list[dict]:
-    return [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
 
 
 class Trainer:
@@ -140,39 +128,10 @@ class Trainer:
         if cfg.freeze_detector:
             self.model.freeze_detector()
         self.optimizer = build_optimizer(self.model, cfg.lr, cfg.weight_decay)
-        class_factors = class_repeat_factors(
-            self.data.train_frames, self.data.spec.nc, cfg.repeat_threshold
+        self.batches = build_loader(
+            cfg, self.data.train_frames, self.data.spec.nc, self.dist, self.device.type == "cuda"
         )
-        self.sampler = EpochSampler(
-            frame_repeat_factors(self.data.train_frames, class_factors),
-            cfg.seed,
-            self.dist.rank,
-            self.dist.world_size,
-        )
-        params = WindowParams(
-            tile=cfg.tile,
-            random_window_prob=cfg.random_window_prob,
-            scale_jitter=cfg.scale_jitter,
-            min_visible_px=cfg.min_visible_px,
-            min_visible_frac=cfg.min_visible_frac,
-            min_thickness=cfg.min_thickness,
-        )
-        dataset = TrainWindows(
-            self.data.train_frames, params, build_augment(cfg), class_factors=class_factors
-        )
-        self.loader_generator = torch.Generator()
-        self.loader = torch.utils.data.DataLoader(
-            dataset,  # type: ignore[arg-type]
-            batch_size=cfg.batch,
-            sampler=self.sampler,  # type: ignore[arg-type]
-            num_workers=cfg.workers,
-            collate_fn=collate_windows,
-            pin_memory=self.device.type == "cuda",
-            generator=self.loader_generator,
-            worker_init_fn=_single_threaded_worker,
-            persistent_workers=cfg.workers > 0,
-        )
-        self.steps_per_epoch = math.ceil(len(self.sampler) / cfg.batch)
+        self.steps_per_epoch = math.ceil(len(self.batches.sampler) / cfg.batch)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.scheduler = build_scheduler(
             self.optimizer,
@@ -263,7 +222,7 @@ class Trainer:
                 else str(self.device),
                 len(self.data.train_frames),
                 len(self.data.val_frames),
-                len(self.sampler) * self.dist.world_size,
+                len(self.batches.sampler) * self.dist.world_size,
                 self.steps_per_epoch,
             )
         stopped_early = False
@@ -321,8 +280,7 @@ class Trainer:
 
     def _train_epoch(self) -> dict[str, Any]:
         cfg = self.cfg
-        self.sampler.set_epoch(self.epoch)
-        self.loader_generator.manual_seed(cfg.seed * 100003 + self.epoch)
+        self.batches.start_epoch(cfg.seed, self.epoch)
         self.ddp.train()
         sums: dict[str, float] = {}
         steps = 0
@@ -330,9 +288,9 @@ class Trainer:
         progress = progress_bar(self.dist.is_main)
         with progress:
             task = progress.add_task(
-                f"epoch {self.epoch + 1}/{cfg.epochs}", total=len(self.loader), loss=""
+                f"epoch {self.epoch + 1}/{cfg.epochs}", total=len(self.batches.loader), loss=""
             )
-            for images, targets in self.loader:
+            for images, targets in self.batches.loader:
                 terms = self._step(images, targets)
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -352,16 +310,16 @@ class Trainer:
     def _step(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict:
         cfg = self.cfg
         images = images.to(self.device, non_blocking=True).float().div_(255.0)
-        targets = _targets_to(targets, self.device)
+        targets = targets_to(targets, self.device)
         progress = min(1.0, self.global_step / max(1, self.total_steps))
         with torch.autocast(self.device.type, enabled=self.amp):
             dense = self.ddp(images)
         losses = self.model.loss(
-            _dense_float(dense) if self.amp else dense, targets, progress, images
+            dense_float(dense) if self.amp else dense, targets, progress, images
         )
         loss = losses["loss"]
         if self.dist.distributed:
-            loss = loss + _zero_touch(dense)
+            loss = loss + zero_touch(dense)
         if not all_ranks_true(bool(torch.isfinite(loss).item()), self.dist, self.device):
             last = self.weights_dir / "last.pt"
             kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint yet"
@@ -477,41 +435,6 @@ class Trainer:
 def _loss_first(terms: dict[str, float]) -> list[tuple[str, float]]:
     """Loss terms sorted by name with the total (``loss``) first."""
     return sorted(terms.items(), key=lambda kv: (kv[0] != "loss", kv[0]))
-
-
-def _single_threaded_worker(_worker_id: int) -> None:
-    """Data workers decode with one OpenCV thread: N workers x cv2 threads would oversubscribe
-    the cores the training step needs. Samples are seeded by their keys, not by the worker."""
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def _zero_touch(dense: Any) -> torch.Tensor:
-    """0 x every differentiable output: each parameter gets a (zero) gradient on every rank.
-
-    The loss skips some outputs for some batches (no defect in a window -> no embedding term);
-    DistributedDataParallel would then wait forever for those parameters' gradients.
-    """
-    total = torch.zeros((), device=dense.boxes.device)
-    for f in dataclasses.fields(dense):
-        value = getattr(dense, f.name)
-        if isinstance(value, torch.Tensor) and value.requires_grad:
-            total = total + value.float().sum() * 0.0
-    return total
-
-
-def _dense_float(dense: Any) -> Any:
-    """A DenseOutput with float32 tensors (the loss runs outside autocast)."""
-    return dataclasses.replace(
-        dense,
-        **{
-            f.name: getattr(dense, f.name).float()
-            for f in dataclasses.fields(dense)
-            if isinstance(getattr(dense, f.name), torch.Tensor)
-            and getattr(dense, f.name).is_floating_point()
-        },
-    )
 
 
 def train(
