@@ -23,7 +23,9 @@ def spread_order(n: int) -> list[int]:
     """``range(n)`` in an order whose every prefix is spread evenly over it: 0, n/2, n/4,
     3n/4, ... (``k * n / 2**b`` for ``k`` in bit-reversed order; ``2**b >= n``, so every index
     comes up)."""
-    bits = max(1, (n - 1).bit_length())
+    if n < 2:
+        return list(range(n))
+    bits = (n - 1).bit_length()
     order: dict[int, None] = {}
     for j in range(1 << bits):
         order.setdefault(int(f"{j:0{bits}b}"[::-1], 2) * n >> bits)
