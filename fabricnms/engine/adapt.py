@@ -40,8 +40,9 @@ from fabricnms.log import get_logger
 
 log = get_logger("adapt")
 
-#: Training speed (512-px windows per second) the epochs are sized with; smaller windows finish
-#: early on purpose (filling the budget with 25-82 epochs of them did worse on real fabric).
+#: Windows per second the epoch count is sized with: cautious (an idle 2-core machine trains ~14
+#: of 512 px), so adapt ends well inside its budget on purpose (25-82 epochs did worse on real
+#: fabric).
 WINDOWS_PER_SECOND = 3.0
 #: Minutes kept for building the data and calibrating.
 OVERHEAD_MINUTES = 1.5
