@@ -9,16 +9,15 @@ import numpy as np
 import pytest
 
 from fabricnms.data.coco import (
-    STAT_KEYS,
     check_coco,
     coco_annotation,
     coco_dataset,
-    coco_eval,
     coco_image,
     load_coco,
     validate_coco,
     write_coco,
 )
+from fabricnms.data.coco_eval import STAT_KEYS, coco_eval
 from fabricnms.errors import FabricError
 
 

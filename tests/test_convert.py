@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from fabricnms.cli import app
 from fabricnms.config import load_data_yaml
-from fabricnms.data.coco import coco_eval, load_coco
+from fabricnms.data.coco import load_coco
+from fabricnms.data.coco_eval import coco_eval
 
 runner = CliRunner()
 

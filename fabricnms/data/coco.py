@@ -1,4 +1,4 @@
-"""COCO detection JSON: build, write atomically, load with validation, evaluate.
+"""COCO detection JSON: build, write atomically, load with validation, check.
 
 Conventions (the rules of ``ux_conventions.md`` section 9):
 
@@ -10,13 +10,12 @@ Conventions (the rules of ``ux_conventions.md`` section 9):
   box-only data); ``info`` and ``licenses`` are always present (some ``loadRes`` need them).
 - images without annotations (normal frames) are kept.
 
-Results (predictions) are a list of ``{image_id, category_id, bbox (xywh), score}``.
+Results (predictions) are a list of ``{image_id, category_id, bbox (xywh), score}``;
+:mod:`fabricnms.data.coco_eval` evaluates them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 from collections import Counter
@@ -28,22 +27,6 @@ from typing import Any
 from fabricnms import __version__
 from fabricnms.errors import FabricError
 from fabricnms.io import atomic_write_text, read_json
-
-#: Names of ``COCOeval.stats[0..11]`` (faster-coco-eval's keys).
-STAT_KEYS: tuple[str, ...] = (
-    "AP_all",
-    "AP_50",
-    "AP_75",
-    "AP_small",
-    "AP_medium",
-    "AP_large",
-    "AR_all",
-    "AR_second",
-    "AR_third",
-    "AR_small",
-    "AR_medium",
-    "AR_large",
-)
 
 # ---------------------------------------------------------------------------------------------
 # building and writing
@@ -152,7 +135,7 @@ def validate_coco(coco: object, source: str = "<coco>") -> dict:
             raise FabricError(f"{where} (id {image_id}): 'file_name' missing or not a string")
         for key in ("width", "height"):
             value = img.get(key)
-            if not (_is_number(value) and value > 0):
+            if not (is_number(value) and value > 0):
                 raise FabricError(f"{where} (id {image_id}): '{key}' must be > 0, got {value!r}")
 
     category_ids: set[int] = set()
@@ -179,10 +162,10 @@ def validate_coco(coco: object, source: str = "<coco>") -> dict:
                 f"{where}: category_id {ann.get('category_id')!r} is not in categories"
             )
         bbox = ann.get("bbox")
-        if not _is_xywh(bbox):
+        if not is_xywh(bbox):
             raise FabricError(f"{where}: 'bbox' must be [x, y, w, h] with w, h >= 0, got {bbox!r}")
         fixed = dict(ann)
-        if not _is_number(fixed.get("area")):
+        if not is_number(fixed.get("area")):
             fixed["area"] = float(bbox[2]) * float(bbox[3])
         fixed.setdefault("iscrowd", 0)
         if fixed["iscrowd"] not in (0, 1):
@@ -212,15 +195,15 @@ def _require_id(entry: dict, key: str, where: str, seen: set[int]) -> int:
     return value
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _is_xywh(bbox: object) -> bool:
+def is_xywh(bbox: object) -> bool:
     return (
         isinstance(bbox, list)
         and len(bbox) == 4
-        and all(_is_number(v) for v in bbox)
+        and all(is_number(v) for v in bbox)
         and bbox[2] >= 0
         and bbox[3] >= 0
     )
@@ -289,130 +272,3 @@ def check_coco(coco: dict, tolerance: float = 1e-6) -> CocoCheck:
         out_of_bounds=out,
         duplicate_ids=duplicates,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# evaluation
-
-
-@dataclass
-class CocoEvalResult:
-    """pycocotools evaluation of a results list against a ground truth.
-
-    ``stats`` are the 12 ``COCOeval.stats`` numbers in pycocotools order (-1: no ground truth
-    in that bucket); ``per_category`` maps category id -> ``{"AP", "AP50", "AP75"}`` (area
-    "all", 100 detections; -1 when the category has no ground truth); ``summary`` is the
-    12-line text pycocotools prints.
-    """
-
-    stats: list[float]
-    per_category: dict[int, dict[str, float]]
-    summary: str
-    num_results: int
-
-    def as_dict(self) -> dict[str, float]:
-        """``stats`` keyed by :data:`STAT_KEYS`."""
-        return dict(zip(STAT_KEYS, self.stats, strict=True))
-
-
-def coco_eval(
-    gt: str | Path | dict, results: Sequence[dict], iou_type: str = "bbox"
-) -> CocoEvalResult:
-    """Evaluate ``results`` against ``gt`` (a COCO file path or document) with pycocotools.
-
-    ``results``: ``{image_id, category_id, bbox [x, y, w, h] px, score}`` (plus
-    ``segmentation`` as RLE for ``iou_type="segm"``). Every image of ``gt`` takes part, so
-    detections on normal frames count as false positives. An empty ``results`` list gives
-    AP/AR 0 wherever ground truth exists (``loadRes`` is never called, so it cannot crash).
-    Nothing is printed: pycocotools' output is captured into ``summary``.
-    """
-    import numpy as np
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    if iou_type not in ("bbox", "segm"):
-        raise FabricError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
-    gt_doc = load_coco(gt) if isinstance(gt, (str, Path)) else validate_coco(gt, "<ground truth>")
-    gt_name = str(gt) if isinstance(gt, (str, Path)) else "the ground truth"
-    if iou_type == "segm" and any(not a["segmentation"] for a in gt_doc["annotations"]):
-        raise FabricError(f"{gt_name}: annotations without segmentation; use iou_type='bbox'")
-    detections = _result_annotations(gt_doc, results, gt_name, iou_type)
-
-    captured = io.StringIO()
-    with contextlib.redirect_stdout(captured):
-        gt_api, dt_api = COCO(), COCO()
-        gt_api.dataset = gt_doc
-        gt_api.createIndex()
-        dt_api.dataset = {
-            "info": gt_doc["info"],
-            "licenses": [],
-            "images": gt_doc["images"],
-            "categories": gt_doc["categories"],
-            "annotations": detections,
-        }
-        dt_api.createIndex()
-        evaluator = COCOeval(gt_api, dt_api, iou_type)
-        evaluator.evaluate()
-        evaluator.accumulate()
-    with contextlib.redirect_stdout(summary := io.StringIO()):
-        evaluator.summarize()
-
-    precision = evaluator.eval["precision"]  # [T=10 IoUs, R=101 recalls, K, A=4 areas, M=3]
-    per_category: dict[int, dict[str, float]] = {}
-    for k, cat_id in enumerate(evaluator.params.catIds):
-        values = {}
-        for key, iou_index in (("AP", slice(None)), ("AP50", 0), ("AP75", 5)):
-            p = np.asarray(precision[iou_index, :, k, 0, -1])
-            valid = p[p > -1]
-            values[key] = float(valid.mean()) if valid.size else -1.0
-        per_category[int(cat_id)] = values
-    return CocoEvalResult(
-        stats=[float(s) for s in evaluator.stats],
-        per_category=per_category,
-        summary=summary.getvalue(),
-        num_results=len(detections),
-    )
-
-
-def _result_annotations(
-    gt_doc: dict, results: Sequence[dict], gt_name: str, iou_type: str
-) -> list[dict]:
-    """Validate results and turn them into detection annotations (ids from 1, area, iscrowd)."""
-    image_ids = {img["id"] for img in gt_doc["images"]}
-    category_ids = {cat["id"] for cat in gt_doc["categories"]}
-    out = []
-    for i, res in enumerate(results):
-        where = f"results[{i}]"
-        if not isinstance(res, dict):
-            raise FabricError(f"{where}: must be an object, got {type(res).__name__}")
-        if res.get("image_id") not in image_ids:
-            raise FabricError(f"{where}: image_id {res.get('image_id')!r} is not in {gt_name}")
-        if res.get("category_id") not in category_ids:
-            raise FabricError(
-                f"{where}: category_id {res.get('category_id')!r} is not in {gt_name}"
-            )
-        if not _is_number(res.get("score")):
-            raise FabricError(f"{where}: 'score' must be a finite number, got {res.get('score')!r}")
-        det = dict(res)
-        if iou_type == "segm":
-            det.update(_segm_fields(res, where))
-        elif not _is_xywh(res.get("bbox")):
-            raise FabricError(f"{where}: 'bbox' must be [x, y, w, h] with w, h >= 0")
-        else:
-            det["area"] = float(res["bbox"][2]) * float(res["bbox"][3])
-        det["id"] = i + 1
-        det["iscrowd"] = 0
-        out.append(det)
-    return out
-
-
-def _segm_fields(res: dict, where: str) -> dict:
-    from pycocotools import mask as mask_utils
-
-    rle = res.get("segmentation")
-    if not (isinstance(rle, dict) and "counts" in rle and "size" in rle):
-        raise FabricError(f"{where}: 'segmentation' must be an RLE {{size, counts}} object")
-    return {
-        "area": float(mask_utils.area(rle)),
-        "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-    }

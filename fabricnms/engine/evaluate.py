@@ -2,7 +2,7 @@
 
 The same :func:`fabricnms.engine.tiling.detect_frames` path as ``predict`` produces the
 detections; they are scored with pycocotools (the 12 summary numbers and per-class
-AP/AP50/AP75, via :func:`fabricnms.data.coco.coco_eval`) and with the Tianchi metric
+AP/AP50/AP75, via :func:`fabricnms.data.coco_eval.coco_eval`) and with the Tianchi metric
 (:mod:`fabricnms.engine.metrics`). Used by ``fabricnms eval`` and by validation during training.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fabricnms.data.coco import STAT_KEYS, CocoEvalResult, coco_eval
+from fabricnms.data.coco_eval import STAT_KEYS, CocoEvalResult, coco_eval
 from fabricnms.data.dataset import FrameRecord, read_frame
 from fabricnms.engine.metrics import FrameBoxes, TianchiResult, tianchi_metrics
 from fabricnms.engine.tiling import TileSettings, detect_frames

@@ -9,7 +9,7 @@ RLE ``{"size": [height, width], "counts": str}`` of the full frame. Training nev
 Here it becomes a COCO ground truth with segmentations (:func:`segm_ground_truth`, matched to
 the converted COCO split by the images' ``name``), and predicted masks (COCO results with
 ``segmentation`` RLE) are scored with pycocotools ``segm`` AP (via
-:func:`fabricnms.data.coco.coco_eval`) and with the mean best mask IoU, next to the baseline
+:func:`fabricnms.data.coco_eval.coco_eval`) and with the mean best mask IoU, next to the baseline
 *filled box*: the same detections with their box as the mask (:func:`evaluate_masks`).
 """
 
@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from fabricnms.data.classes import CATEGORY_BY_ID, resolve_raw
-from fabricnms.data.coco import CocoEvalResult, coco_eval, validate_coco
+from fabricnms.data.coco import validate_coco
+from fabricnms.data.coco_eval import CocoEvalResult, coco_eval
 from fabricnms.errors import FabricError
 from fabricnms.io import read_json
 
