@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from fabricnms.config import load_data_yaml
 from fabricnms.data.coco import load_coco
 from fabricnms.data.dataset import frames_from_coco, read_frame
+from fabricnms.data.dataset_yaml import load_data_yaml
 from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS, load_detector
 from fabricnms.engine.evaluate import score_detections
 from fabricnms.engine.tiling import TileSettings, clip_detections, frame_candidates

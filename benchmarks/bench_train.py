@@ -25,9 +25,10 @@ from pathlib import Path
 
 import torch
 
-from fabricnms.config import TrainConfig, load_data_yaml
+from fabricnms.config import TrainConfig
 from fabricnms.data.coco import load_coco
 from fabricnms.data.dataset import frames_from_coco
+from fabricnms.data.dataset_yaml import load_data_yaml
 from fabricnms.engine.checkpoint import load_detector
 from fabricnms.engine.evaluate import evaluate_frames
 from fabricnms.engine.tiling import TileSettings

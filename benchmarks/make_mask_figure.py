@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from mask_table import mask_data_parser
 
-from fabricnms.config import load_data_yaml
 from fabricnms.data.coco import load_coco
 from fabricnms.data.dataset import frames_from_coco, read_frame
+from fabricnms.data.dataset_yaml import load_data_yaml
 from fabricnms.engine.checkpoint import load_detector
 from fabricnms.engine.eval_run import true_mask_ground_truth
 from fabricnms.engine.tiling import TileSettings, detect_frames

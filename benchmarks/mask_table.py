@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fabricnms.config import DataSpec, load_data_yaml
 from fabricnms.data.coco import load_coco
 from fabricnms.data.dataset import frames_from_coco, read_frame
+from fabricnms.data.dataset_yaml import DataSpec, load_data_yaml
 from fabricnms.engine.checkpoint import load_detector
 from fabricnms.engine.eval_run import true_mask_ground_truth
 from fabricnms.engine.evaluate import detections_to_coco, restrict_images

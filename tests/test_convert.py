@@ -17,9 +17,9 @@ import yaml
 from typer.testing import CliRunner
 
 from fabricnms.cli import app
-from fabricnms.config import load_data_yaml
 from fabricnms.data.coco import load_coco
 from fabricnms.data.coco_eval import coco_eval
+from fabricnms.data.dataset_yaml import load_data_yaml
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers_engine import make_dataset
 
-from fabricnms.config import TrainConfig, load_data_yaml
+from fabricnms.config import TrainConfig
 from fabricnms.data.coco import load_coco
 from fabricnms.data.dataset import (
     FrameRecord,
@@ -24,6 +24,7 @@ from fabricnms.data.dataset import (
     place_window,
     widen_thin_boxes,
 )
+from fabricnms.data.dataset_yaml import load_data_yaml
 from fabricnms.data.frame_reader import read_frame_rgb as read_rgb
 from fabricnms.engine.sampler import EpochSampler
 from fabricnms.errors import FabricError

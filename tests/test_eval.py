@@ -16,9 +16,9 @@ from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
 
 from fabricnms.cli import app
-from fabricnms.config import load_data_yaml
 from fabricnms.data.coco import coco_annotation, load_coco, write_coco
 from fabricnms.data.dataset import frames_from_coco, read_frame
+from fabricnms.data.dataset_yaml import load_data_yaml
 from fabricnms.engine.checkpoint import save_checkpoint
 from fabricnms.engine.tiling import TileSettings, detect_frames
 

@@ -15,11 +15,11 @@ from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
 
 from fabricnms.cli import app
-from fabricnms.config import load_data_yaml
 from fabricnms.data.coco import load_coco
 from fabricnms.data.convert import convert_release
 from fabricnms.data.convert_output import write_outputs
 from fabricnms.data.convert_types import ConvertOptions
+from fabricnms.data.dataset_yaml import load_data_yaml
 from fabricnms.data.synth import ReleaseOptions, write_release
 from fabricnms.engine.masks import load_true_masks, segm_ground_truth
 

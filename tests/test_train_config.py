@@ -12,9 +12,9 @@ from fabricnms.config import (
     TrainConfig,
     config_to_yaml,
     load_config,
-    load_data_yaml,
     model_width_kwargs,
 )
+from fabricnms.data.dataset_yaml import load_data_yaml
 from fabricnms.errors import FabricError
 
 

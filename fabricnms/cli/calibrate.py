@@ -50,9 +50,9 @@ def calibrate_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Calibrate on the val split (thresholds, shift limit) and the train split (statistics)."""
-    from fabricnms.config import DataSpec, load_data_yaml
     from fabricnms.data.coco import load_coco
     from fabricnms.data.dataset import FrameRecord, frames_from_coco
+    from fabricnms.data.dataset_yaml import DataSpec, load_data_yaml
     from fabricnms.data.frame_reader import read_frame_rgb
     from fabricnms.engine.calibrate import LabelledImage, calibrate_model, write_calibration
     from fabricnms.engine.checkpoint import load_detector

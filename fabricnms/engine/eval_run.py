@@ -19,9 +19,10 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from fabricnms.config import DataSpec, EvalConfig, config_to_yaml, load_data_yaml
+from fabricnms.config import EvalConfig, config_to_yaml
 from fabricnms.data.coco import load_coco
 from fabricnms.data.dataset import frames_from_coco
+from fabricnms.data.dataset_yaml import DataSpec, load_data_yaml
 from fabricnms.engine.backend import inference_threads, load_inference_model
 from fabricnms.engine.diagnostics import write_diagnostics
 from fabricnms.engine.evaluate import EvalReport, evaluate_frames

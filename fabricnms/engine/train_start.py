@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 
-from fabricnms.config import DataSpec, TrainConfig, load_data_yaml
+from fabricnms.config import TrainConfig
 from fabricnms.data.coco import load_coco
 from fabricnms.data.dataset import FrameRecord, frames_from_coco
+from fabricnms.data.dataset_yaml import DataSpec, load_data_yaml
 from fabricnms.data.frame_reader import check_frame_file
 from fabricnms.engine import checkpoint as ckpt_io
 from fabricnms.errors import FabricError
