@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from fabricnms.engine.adapt import AdaptConfig, run_adapt
+from fabricnms.engine.operating_point import FRAME_AREA_PX
 
 
 def clean_frames(out: Path, frames: int, fabrics: str, seed: int) -> Path:
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         wall = (time.perf_counter() - start) / 60
         s = result.summary
-        area = sum(w * h for w, h in s["frame_sizes"]) / (2446 * 1000)
+        area = sum(w * h for w, h in s["frame_sizes"]) / FRAME_AREA_PX
         train_min = epoch_seconds(result.run_dir) / 60
     print("| frames | frame-areas | window | epochs | wall min (budget) | epochs min | rest min |")
     print("|---|---|---|---|---|---|---|")

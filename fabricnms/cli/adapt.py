@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from fabricnms.engine.operating_point import OperatingPoint
 
 
 def adapt(
@@ -69,31 +72,30 @@ def adapt(
     if as_json:
         print_json(result.summary)
     s = result.summary
-    op = s["operating_point"]
+    point = OperatingPoint.from_dict(s["operating_point"])
     say = console.print
     say(
         f"Adapted in {s['minutes']:g} min ({s['epochs']} epochs on {s['window']}-px windows); "
-        f"operating point conf {op['conf']:g} (at most {op['false_alarms_per_frame']:g} false "
-        f"alarms per 2446x1000, {_per_frame(op, s['frame_sizes'])}, on "
-        f"{op['area_frames']:g} frame-areas of held-out clean fabric), "
+        f"operating point conf {point.conf:g} (at most {point.false_alarms_per_frame:g} false "
+        f"alarms per 2446x1000, {_per_frame(point, s['frame_sizes'])}, on "
+        f"{point.area_frames:g} frame-areas of held-out clean fabric), "
         f"fabric-shift limit {s['shift_limit']:g}",
         markup=False,
         soft_wrap=True,
     )
-    for caveat in operating_point_caveats(ConfChoice(OperatingPoint.from_dict(op), "checkpoint")):
+    for caveat in operating_point_caveats(ConfChoice(point, "checkpoint")):
         say(f"Caveat: {caveat.message}", markup=False, soft_wrap=True)
     say(f"Adapted weights: {result.weights}", markup=False, soft_wrap=True)
     say(f"Next: fabricnms predict FRAMES --weights {result.weights}", markup=False, soft_wrap=True)
 
 
-def _per_frame(op: dict, sizes: list[list[int]]) -> str:
-    """The operating point's budget per frame of the adapt material: ``0.011 per 512x512
-    frame`` (``sizes`` ``[[W, H], ...]`` px; an average when they differ)."""
-    from fabricnms.engine.operating_point import FRAME_AREA_PX as frame_area
+def _per_frame(point: OperatingPoint, sizes: list[list[int]]) -> str:
+    """The point's budget per frame of the adapt material: ``0.011 per 512x512 frame``
+    (``sizes`` ``[[W, H], ...]`` px; their mean area when they differ)."""
+    from fabricnms.engine.operating_point import FRAME_AREA_PX
 
-    budget = op["false_alarms_per_frame"]
-    w, h = sizes[0]
-    if all(size == [w, h] for size in sizes):
-        return f"{budget * w * h / frame_area:.2g} per {w}x{h} frame"
-    mean = sum(sw * sh for sw, sh in sizes) / len(sizes)
-    return f"{budget * mean / frame_area:.2g} per frame of these on average"
+    rate = point.false_alarms_per_frame * sum(w * h for w, h in sizes) / len(sizes) / FRAME_AREA_PX
+    same = all(size == sizes[0] for size in sizes)
+    return f"{rate:.2g} per " + (
+        f"{sizes[0][0]}x{sizes[0][1]} frame" if same else "frame of these on average"
+    )
