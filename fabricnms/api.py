@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from fabricnms.config import EDGE_BAND
 from fabricnms.errors import FabricError
 from fabricnms.model.mask_head import MaskCrops
 
@@ -104,6 +105,7 @@ class Model:
         batch: int = 4,
         masks: bool = False,
         threads: int = 0,
+        edge_band: int = EDGE_BAND,
     ) -> list[FrameResult]:
         """Detect defects in each frame (``predict``'s settings and defaults), in order.
 
@@ -111,7 +113,8 @@ class Model:
         frame that cannot be read is a one-line :class:`FabricError`. ``conf`` ``None``: the
         checkpoint's operating point (per-class thresholds included), else 0.25, as in
         ``predict``. ``threads``: CPU inference threads (0: the cores the load average leaves
-        idle).
+        idle). ``edge_band``: as ``predict --edge-band`` (detections past a found fabric edge or
+        within this many px inside it are dropped; -1: edges are not looked for).
         """
         from fabricnms.engine.backend import inference_threads
         from fabricnms.engine.operating_point import resolve_operating_point
@@ -129,6 +132,7 @@ class Model:
             conf=point.floor(),
             max_det=max_det,
             masks=MaskSettings() if masks else None,
+            edge_band=edge_band,
         )
         inference_threads(threads)
         sizes: list[tuple[int, int]] = []
@@ -145,7 +149,8 @@ class Model:
             for i, det in enumerate(detect_frames(net, images(), settings, self.device)):
                 shift = None
                 if fabric is not None:
-                    shift = fabric.frame_score(tap.take_frame(*sizes[i], tile, overlap))
+                    desc = tap.take_frame(*sizes[i], tile, overlap, det.cloth)
+                    shift = fabric.frame_score(desc)
                 det = point.select(det.to("cpu"), self.class_names)
                 results.append(self._result(_source_name(items[i], i), sizes[i], det, shift))
         return results

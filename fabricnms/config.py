@@ -18,6 +18,9 @@ from fabricnms.errors import FabricError, UsageError
 
 NMS_METHODS = ("dnms", "greedy", "soft", "none", "greedy+merge", "soft+merge", "dnms-no-merge")
 DEVICES = ("auto", "cpu", "cuda")
+#: Band (px) inside a found fabric edge where detections are not reported (the selvedge; see
+#: :mod:`fabricnms.data.cloth`); a negative band turns edge finding off.
+EDGE_BAND = 128
 #: ``--model-width`` presets -> Detector keyword arguments (an integer backbone width ``w`` is
 #: accepted too and gives ``neck_channels = 4 * w``).
 MODEL_WIDTHS: dict[str, dict[str, int]] = {
@@ -123,6 +126,7 @@ class EvalConfig:
     device: str = "auto"
     masks: bool = False
     threads: int = 0
+    edge_band: int = EDGE_BAND
 
 
 # (low, high) inclusive bounds; None = unbounded on that side.
@@ -168,6 +172,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "iou": (0.01, 1.0),
     "top_classes": (1, 64),
     "vote_iou": (0.0, 1.0),
+    "edge_band": (-1, None),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "nms": NMS_METHODS,

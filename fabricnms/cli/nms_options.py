@@ -1,5 +1,5 @@
-"""The suppression knobs shared by ``eval`` and ``predict`` (see :class:`fabricnms.model.nms.
-NmsSettings`)."""
+"""The postprocess knobs shared by ``eval`` and ``predict``: suppression (see
+:class:`fabricnms.model.nms.NmsSettings`) and the fabric-edge band (:mod:`fabricnms.data.cloth`)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,16 @@ VoteIou = Annotated[
         max=1.0,
         help="greedy: score-weighted box voting over the boxes with at least this IoU to a "
         "kept one (0: off).",
+        rich_help_panel=_PANEL,
+    ),
+]
+EdgeBand = Annotated[
+    int,
+    typer.Option(
+        min=-1,
+        help="Where a frame shows the fabric's edge (a table, roller or blank scan beyond it), "
+        "detections on the background or within this many px inside the edge (the selvedge) "
+        "are not reported; -1: do not look for edges.",
         rich_help_panel=_PANEL,
     ),
 ]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fabricnms.cli import nms_options
-from fabricnms.config import NMS_METHODS
+from fabricnms.config import EDGE_BAND, NMS_METHODS
 
 if TYPE_CHECKING:
     from fabricnms.engine.predict_stream import FrameEvent
@@ -94,6 +94,7 @@ def predict(
     agnostic: nms_options.Agnostic = False,
     top_classes: nms_options.TopClasses = 1,
     vote_iou: nms_options.VoteIou = 0.0,
+    edge_band: nms_options.EdgeBand = EDGE_BAND,
     tile: Annotated[
         int,
         typer.Option(
@@ -276,6 +277,7 @@ def predict(
         agnostic=agnostic,
         top_classes=top_classes,
         vote_iou=vote_iou,
+        edge_band=edge_band,
         tile=tile,
         overlap=overlap,
         batch=batch,

@@ -43,6 +43,9 @@ def render_summary(summary: dict[str, Any], max_listed: int = 10) -> None:
             f"Fabric shift: {shift['warning']} (median frame {shift['median']:g} > limit "
             f"{shift['limit']:g}; {shift['frames_above']}/{shift['frames_scored']} frames above)"
         )
+    edges = summary.get("fabric_edges")
+    if edges and edges["warning"]:
+        say(f"Fabric edge: {edges['warning']}")
     if summary["skipped"]:
         say(f"Skipped {len(summary['skipped'])} unreadable frame(s):")
         for item in summary["skipped"][:max_listed]:

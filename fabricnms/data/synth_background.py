@@ -34,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fabricnms.data.cloth import flat_mask
 from fabricnms.data.synth_canvas import Box, Canvas, Window
 from fabricnms.data.synth_frame import MIN_SIZE, SynthFrame, draw_names, paint_defects
 from fabricnms.data.synth_priors import difficulty as difficulty_level
@@ -169,10 +170,7 @@ def on_fabric(rgb: np.ndarray, share: float = 0.9) -> Callable[[Box], bool]:
     """``where(box)``: whether at least ``share`` of the tight xyxy ``box`` is fabric, i.e.
     neither clipped (luma <= 6 or >= 249) nor flat (local luma std over ~15 px below a third of
     the frame's median): defects go on the cloth, not on a selvedge gap, the table or glare."""
-    lum = luminance(rgb)
-    mean = cv2.blur(lum, (15, 15))
-    std = np.sqrt(np.maximum(cv2.blur(lum * lum, (15, 15)) - mean * mean, 0.0))
-    ok = (lum > 6) & (lum < 249) & (std >= np.float32(float(np.median(std)) / 3.0))
+    ok = ~flat_mask(luminance(rgb))[1]
     table = np.pad(ok.astype(np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     h, w = ok.shape
 

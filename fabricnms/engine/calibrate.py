@@ -59,7 +59,8 @@ def scan(
     with FeatureTap(model) as tap:
         for i, det in enumerate(detect_frames(model, sized(), settings, device)):
             width, height = sizes[i]
-            yield det.to("cpu"), tap.take_frame(width, height, settings.tile, settings.overlap)
+            desc = tap.take_frame(width, height, settings.tile, settings.overlap, det.cloth)
+            yield det.to("cpu"), desc
 
 
 def calibrate_model(

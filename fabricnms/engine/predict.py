@@ -41,12 +41,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from fabricnms.config import config_to_yaml, load_yaml_mapping, validate_config
+from fabricnms.config import EDGE_BAND, config_to_yaml, load_yaml_mapping, validate_config
 from fabricnms.engine.backend import inference_threads, load_inference_model
 from fabricnms.engine.checkpoint import DEFAULT_WEIGHTS
 from fabricnms.engine.operating_point import ConfChoice, resolve_operating_point
 from fabricnms.engine.predict_stream import FrameEvent, stream_frames
-from fabricnms.engine.predict_summary import run_counts
+from fabricnms.engine.predict_summary import edge_summary, run_counts
 from fabricnms.engine.run_lock import RunLock
 from fabricnms.engine.shift import FabricStats, shift_summary, stats_from_meta
 from fabricnms.engine.sources import discover_frames, parse_shard, shard_slice
@@ -83,6 +83,7 @@ _RESUME_KEYS = (
     "tile",
     "overlap",
     "masks",
+    "edge_band",
 )
 
 
@@ -103,6 +104,8 @@ class PredictConfig:
     -1: one ahead only when inference leaves a core free; measured with
     ``benchmarks/bench_predict.py``, read-ahead is faster at 1 thread on 2 cores and slower at 2).
     ``calibrated``: ``px_per_mm`` was given (else it is an assumption the verdict states).
+    ``edge_band``: detections within this many px inside a found fabric edge, or past it, are
+    not reported (:mod:`fabricnms.data.cloth`; negative: edges are not looked for).
     ``report_info``: roll id, lot, operator, date ... for the roll report's header.
     """
 
@@ -133,6 +136,7 @@ class PredictConfig:
     masks: bool = False
     threads: int = 0
     prefetch: int = -1
+    edge_band: int = EDGE_BAND
     report_info: dict[str, str] = field(default_factory=dict)
 
 
@@ -328,6 +332,8 @@ def _run_locked(
     if fabric is not None:
         shift = shift_summary([rec.fabric_shift for rec in records], fabric)
     caveats = [Caveat("fabric_shift", shift["warning"])] if shift and shift["warning"] else []
+    edges = edge_summary(records, cfg.edge_band)
+    caveats += [Caveat("fabric_edge", edges["warning"])] if edges["warning"] else []
     caveats += operating_point_caveats(choice)
     verdict = None
     roll = None
@@ -361,6 +367,7 @@ def _run_locked(
         "verdict": verdict,
         "threshold": {**choice.point.to_dict(), "origin": choice.origin, "line": choice.line()},
         "fabric_shift": shift,
+        "fabric_edges": edges,
     }
     atomic_write_json(out_dir / "summary.json", summary)
     if stats.skipped and not records:

@@ -82,3 +82,18 @@ def run_counts(records: Iterable[FrameRecord], class_names: list[str]) -> dict[s
         "detections": detections,
         "defects_by_class": dict(sorted(by_class.items())),
     }
+
+
+def edge_summary(records: Iterable[FrameRecord], band: int) -> dict[str, Any]:
+    """``{"frames", "band_px", "warning"}``: how many of ``records`` show the fabric's edge
+    (:mod:`fabricnms.data.cloth`) and, when any does, the sentence saying what went
+    uninspected there (``None`` otherwise)."""
+    frames = sum(rec.cloth is not None for rec in records)
+    warning = None
+    if frames:
+        warning = (
+            f"the fabric's edge is in view on {frames} frame(s): the background beyond it and "
+            f"the {band} px inside it (the selvedge) were not inspected (--edge-band sets the "
+            "band; -1 inspects whole frames)"
+        )
+    return {"frames": frames, "band_px": band, "warning": warning}

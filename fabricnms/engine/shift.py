@@ -10,8 +10,9 @@ diagonal mean, :data:`SHRINK`) of those descriptors over the tiles of the traini
 (:meth:`FabricStats.with_limit`).
 
 A frame's ``fabric_shift`` is the mean over its tiles of the Mahalanobis distance divided by
-``sqrt(D)`` (about 1 on the training fabric). A run warns (:data:`SHIFT_WARNING`) when the
-median frame is above ``limit``.
+``sqrt(D)`` (about 1 on the training fabric), over the tiles that lie on the cloth where the
+frame shows the fabric's edge (:mod:`fabricnms.data.cloth`). A run warns (:data:`SHIFT_WARNING`)
+when the median frame is above ``limit``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ import statistics
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from fabricnms.data.cloth import ClothRegion
 
 #: Checkpoint key of the fabric statistics.
 STATS_KEY = "fabric_stats"
@@ -35,6 +39,8 @@ SHRINK = 0.1
 #: one odd held-out frame should not set it (with 20 or fewer frames the quantile is the max).
 LIMIT_MARGIN = 1.25
 LIMIT_QUANTILE = 0.95
+#: Least share of a tile on the cloth for its descriptor to count in a frame's score.
+ON_CLOTH = 0.75
 SHIFT_WARNING = (
     "these frames look unlike the fabric this model knows: adapt it with "
     "`fabricnms adapt CLEAN_FRAMES`"
@@ -73,13 +79,20 @@ class FeatureTap:
     def _hook(self, _module: nn.Module, _inputs: Any, output: Any) -> None:
         self.rows.extend(pooled_descriptor(output).detach().cpu().unbind(0))
 
-    def take_frame(self, width: int, height: int, tile: int, overlap: float) -> Tensor:
-        """``[n, D]`` descriptors of the next frame's ``n`` tiles (as
-        :func:`~fabricnms.engine.tiling.tile_windows` cuts a ``width x height`` frame)."""
+    def take_frame(
+        self, width: int, height: int, tile: int, overlap: float, cloth: ClothRegion | None = None
+    ) -> Tensor:
+        """``[n, D]`` descriptors of the next frame's tiles (as
+        :func:`~fabricnms.engine.tiling.tile_windows` cuts a ``width x height`` frame); with
+        the frame's ``cloth`` region, only of the tiles at least :data:`ON_CLOTH` on it (all
+        of them when none is): the table beside the fabric is not the fabric."""
         from fabricnms.engine.tiling import tile_windows
 
-        n = len(tile_windows(width, height, tile, overlap))
-        rows = [self.rows.popleft() for _ in range(min(n, len(self.rows)))]
+        windows = tile_windows(width, height, tile, overlap)
+        rows = [self.rows.popleft() for _ in range(min(len(windows), len(self.rows)))]
+        if cloth is not None and cloth.edges:
+            on = [i for i, w in enumerate(windows[: len(rows)]) if cloth.share(w) >= ON_CLOTH]
+            rows = [rows[i] for i in on] or rows
         return torch.stack(rows) if rows else torch.zeros(0, 0)
 
     def close(self) -> None:

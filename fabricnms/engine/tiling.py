@@ -7,7 +7,9 @@ window is brought to a multiple of 32 (stretched by at most 10 %, else mirror-pa
 (across consecutive frames), :func:`~fabricnms.model.postprocess.select_candidates` runs per
 window, the candidates are mapped back to frame coordinates, concatenated per frame and suppressed
 ONCE per frame, so a defect crossing a tile border (a long warp line) comes out as one
-detection. Output boxes are xyxy frame pixels, labels 0-based.
+detection. Output boxes are xyxy frame pixels, labels 0-based. Detections whose centre lies off
+the cloth (past the fabric's edge, or in the selvedge band inside it: :mod:`fabricnms.data.cloth`)
+are dropped after the suppression; each result carries its frame's cloth region.
 
 With ``TileSettings.masks`` (a detector with a mask branch) each window's prototypes are
 stitched into a frame-level map as the windows arrive (:class:`~fabricnms.model.mask_infer.
@@ -28,6 +30,8 @@ import cv2
 import numpy as np
 import torch
 
+from fabricnms.config import EDGE_BAND
+from fabricnms.data.cloth import ClothRegion, find_cloth
 from fabricnms.data.dataset import pad_to
 from fabricnms.errors import FabricError
 from fabricnms.model.mask_infer import MaskSettings, ProtoMosaic, frame_masks
@@ -46,7 +50,8 @@ MAX_STRETCH = 1.1
 class TileSettings:
     """Tiling and postprocess settings (pixels of the frame); ``suppression``: the knobs of
     greedy / soft; ``masks``: refine masks with these settings (needs a mask branch),
-    ``None``: boxes only."""
+    ``None``: boxes only; ``edge_band``: find the fabric's edges (:mod:`fabricnms.data.cloth`)
+    and drop detections off the cloth or within this many px inside an edge; negative: don't."""
 
     tile: int = 1024
     overlap: float = 0.2
@@ -58,11 +63,12 @@ class TileSettings:
     score_floor: float = 0.01
     suppression: NmsSettings = field(default_factory=NmsSettings)
     masks: MaskSettings | None = None
+    edge_band: int = EDGE_BAND
 
     @classmethod
     def from_config(cls, cfg: Any) -> TileSettings:
         """Settings from any config with ``tile, overlap, batch, nms, conf, max_det, iou,
-        agnostic, top_classes, vote_iou, masks`` fields (``masks`` a bool: default
+        agnostic, top_classes, vote_iou, masks, edge_band`` fields (``masks`` a bool: default
         :class:`MaskSettings` when true)."""
         return cls(
             tile=cfg.tile,
@@ -78,6 +84,7 @@ class TileSettings:
                 vote_iou=cfg.vote_iou,
             ),
             masks=MaskSettings() if cfg.masks else None,
+            edge_band=cfg.edge_band,
         )
 
 
@@ -142,6 +149,7 @@ class _FrameState:
     candidates: list = field(default_factory=list)
     mosaic: ProtoMosaic | None = None
     image: np.ndarray | None = None  # kept only when the mask refinement reads colours
+    cloth: ClothRegion | None = None
 
 
 def detect_frames(
@@ -165,6 +173,9 @@ def detect_frames(
                 [merged], settings.nms, settings.conf, settings.max_det, nms=settings.suppression
             )[0]
             det = clip_detections(det, state.width, state.height)
+            if state.cloth is not None:
+                det = det.select(state.cloth.keep(det.boxes, settings.edge_band))
+                det.cloth = state.cloth
             if settings.masks is not None and state.mosaic is not None:
                 det = frame_masks(det, state.mosaic, settings.masks, state.image)
         yield det
@@ -231,6 +242,8 @@ def _frame_states(
         state = _FrameState(width=width, height=height, pending=len(windows))
         if settings.masks is not None and settings.masks.uses_image:
             state.image = image
+        if settings.edge_band >= 0:
+            state.cloth = find_cloth(image)
         frames.append(state)
         for x0, y0, x1, y1 in windows:
             crop, scale = network_input(image[y0:y1, x0:x1])

@@ -167,6 +167,8 @@ class ResultWriter:
         }
         if record.fabric_shift is not None:
             line["fabric_shift"] = record.fabric_shift
+        if record.cloth is not None:
+            line["cloth"] = record.cloth
         self._write_line(line)
         self._done.add(record.path)
         return True
@@ -240,6 +242,8 @@ class ResultWriter:
                 }
                 if rec.fabric_shift is not None:
                     image["fabric_shift"] = rec.fabric_shift
+                if rec.cloth is not None:
+                    image["cloth"] = rec.cloth
                 fh.write((",\n" if n else "") + json.dumps(image, ensure_ascii=False))
             categories = [{"id": i + 1, "name": n} for i, n in enumerate(self.class_names)]
             fh.write('\n],\n"annotations": [],\n"categories": ')
@@ -303,6 +307,7 @@ def iter_journal(path: str | Path) -> Iterator[tuple[int, FrameRecord]]:
                     height=int(obj["height"]),
                     detections=[DetectionRecord.from_json(d) for d in obj["detections"]],
                     fabric_shift=obj.get("fabric_shift"),
+                    cloth=obj.get("cloth"),
                 )
                 yield int(obj["image_id"]), record
             except (ValueError, KeyError, TypeError) as exc:

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
+    from fabricnms.data.cloth import ClothRegion
     from fabricnms.model.mask_head import MaskCrops
 
 
@@ -55,7 +56,8 @@ class Detections:
     labels: ``[K]`` int64 0-based class indices. masks: optional binary masks as per-box crops
     placed in the frame (:class:`~fabricnms.model.mask_head.MaskCrops`, on the CPU), filled
     when masks are requested. extra: per-detection ``[K, ...]`` tensors (e.g. ``mask_coeffs``
-    ``[K, P]``, ``mask_area`` ``[K]`` px, ``mask_uncertainty`` ``[K]``).
+    ``[K, P]``, ``mask_area`` ``[K]`` px, ``mask_uncertainty`` ``[K]``). cloth: the frame's
+    cloth region when tiled detection looked for the fabric's edges (detections off it dropped).
     """
 
     boxes: Tensor
@@ -63,6 +65,7 @@ class Detections:
     labels: Tensor
     masks: MaskCrops | None = None
     extra: dict[str, Tensor] = field(default_factory=dict)
+    cloth: ClothRegion | None = None
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -84,6 +87,7 @@ class Detections:
             labels=self.labels.to(device),
             masks=self.masks,
             extra={k: v.to(device) for k, v in self.extra.items()},
+            cloth=self.cloth,
         )
 
     def select(self, index: Tensor) -> Detections:
@@ -94,4 +98,5 @@ class Detections:
             labels=self.labels[index],
             masks=None if self.masks is None else self.masks.select(index),
             extra={k: v[index] for k, v in self.extra.items()},
+            cloth=self.cloth,
         )

@@ -67,13 +67,16 @@ class DetectionRecord:
 class FrameRecord:
     """One frame and its detections. ``path`` is absolute; ``width``/``height`` in pixels;
     ``fabric_shift``: the frame's distance from the model's fabric (:mod:`fabricnms.engine.shift`),
-    ``None`` when not scored."""
+    ``None`` when not scored; ``cloth``: where the frame shows the fabric's edge, the cloth
+    region ``{"box": [x0, y0, x1, y1], "edges": [...]}`` (:mod:`fabricnms.data.cloth`), else
+    ``None``."""
 
     path: str
     width: int
     height: int
     detections: list[DetectionRecord] = field(default_factory=list)
     fabric_shift: float | None = None
+    cloth: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:

@@ -1,0 +1,115 @@
+"""The fabric's edge: where a frame shows background beyond the cloth, detections there and in
+the selvedge band inside it are dropped, the frame says so, and predict reports it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from helpers_engine import save_detector
+from helpers_fake import DarkBoxDetector
+
+from fabricnms.data.classes import class_names
+from fabricnms.data.cloth import ClothRegion, find_cloth
+from fabricnms.engine.predict import PredictConfig, run_predict
+from fabricnms.engine.predict_summary import edge_summary
+from fabricnms.engine.tiling import TileSettings, detect_frames
+from fabricnms.model.detector import Detector
+from fabricnms.report.records import FrameRecord
+
+
+def cloth(width: int = 640, height: int = 256, seed: int = 0) -> np.ndarray:
+    """``[H, W, 3]`` uint8 textured cloth: per-pixel noise around grey 150."""
+    rng = np.random.default_rng(seed)
+    grey = rng.integers(110, 190, (height, width), dtype=np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def test_a_dark_table_beside_the_cloth_is_found() -> None:
+    frame = cloth()
+    frame[:, :150] = 20  # the table
+    region = find_cloth(frame)
+    assert region.edges == ("left",)
+    assert (region.y0, region.x1, region.y1) == (0, 640, 256)
+    assert 150 - 8 <= region.x0 <= 150  # within half the flatness window of the edge
+
+
+def test_a_blank_white_scan_end_and_a_cloth_end_below_are_found() -> None:
+    frame = cloth()
+    frame[:, 560:] = 255
+    assert find_cloth(frame).edges == ("right",)
+    frame = cloth(height=400)
+    frame[250:] = 15  # the cloth ends: the table fills the lower part of every column
+    region = find_cloth(frame)
+    assert region.edges == ("bottom",)  # not left / right, though each column is half table
+    assert 250 <= region.y1 <= 250 + 8
+
+
+def test_cloth_alone_and_a_smooth_patch_of_it_have_no_edge() -> None:
+    frame = cloth()
+    assert find_cloth(frame).edges == ()
+    frame[:, :200] = 150  # flat, but as bright as the cloth: smooth cloth, not a table
+    assert find_cloth(frame).edges == ()
+    dark = cloth()
+    dark[100:130, 0:40] = 20  # a small dark blot at the border: no margin
+    assert find_cloth(dark).edges == ()
+    assert find_cloth(np.full((64, 64, 3), 20, np.uint8)).edges == ()  # all flat: no guess
+
+
+def test_keep_uses_the_box_centre_and_the_band_on_found_edges_only() -> None:
+    region = ClothRegion(100, 0, 640, 256, 640, 256)
+    boxes = torch.tensor(
+        [[80.0, 10, 100, 30], [150, 10, 170, 30], [250, 10, 270, 30], [600, 240, 640, 256]]
+    )
+    assert region.keep(boxes, 0).tolist() == [False, True, True, True]
+    assert region.keep(boxes, 64).tolist() == [False, False, True, True]  # right/bottom: border
+    assert region.share((0, 0, 200, 256)) == pytest.approx(0.5)
+
+
+def test_detections_on_the_table_and_the_selvedge_band_are_dropped() -> None:
+    frame = cloth(640, 128)  # one row of 128 px tiles
+    frame[:, :128] = 20
+    frame[50:66, 400:416] = 10  # a dark defect on the cloth
+    model = DarkBoxDetector()
+    found = {}
+    for band in (-1, 0, 64, 300):
+        settings = TileSettings(tile=128, overlap=0.0, nms="none", conf=0.5, edge_band=band)
+        (det,) = detect_frames(model, [frame], settings)
+        found[band] = sorted(round(float(b[0])) for b in det.boxes)
+        assert (det.cloth is None) == (band < 0)
+    assert found[-1] == [0, 400]  # edges not looked for: the table is a "defect"
+    assert found[0] == found[64] == [400]
+    assert found[300] == []  # the defect lies within 300 px of the edge
+
+
+def test_predict_records_the_cloth_and_says_what_went_uninspected(tmp_path: Path) -> None:
+    names = class_names(20)
+    torch.manual_seed(0)
+    model = Detector(num_classes=20, width=4, neck_channels=16, embed_dim=8)
+    weights = save_detector(tmp_path / "cold.pt", model, names)
+    frames = tmp_path / "roll"
+    frames.mkdir()
+    table = cloth(256, 128)
+    table[:, :64] = 20
+    cv2.imwrite(str(frames / "a.png"), table)
+    cv2.imwrite(str(frames / "b.png"), cloth(256, 128, seed=1))
+    cfg = PredictConfig(sources=[str(frames)], weights=str(weights), conf=0.25, edge_band=32)
+    result = run_predict(cfg, project=tmp_path / "runs")
+    images = json.loads((result.out_dir / "images.json").read_text())["images"]
+    by_name = {im["name"]: im for im in images}
+    assert by_name["a.png"]["cloth"]["edges"] == ["left"]
+    assert "cloth" not in by_name["b.png"]
+    edges = result.summary["fabric_edges"]
+    assert edges["frames"] == 1 and edges["band_px"] == 32
+    assert "32 px inside it" in edges["warning"]
+
+
+def test_edge_summary_is_silent_without_edges() -> None:
+    plain = FrameRecord("/a.png", 10, 10)
+    edged = FrameRecord("/b.png", 10, 10, cloth={"box": [2, 0, 10, 10], "edges": ["left"]})
+    assert edge_summary([plain], 128) == {"frames": 0, "band_px": 128, "warning": None}
+    assert edge_summary([plain, edged], 128)["frames"] == 1
