@@ -133,3 +133,17 @@ def test_defects_go_on_the_cloth_not_the_dark_side(background: np.ndarray) -> No
         frame = render_on_background(half, seed, raw_names=["破洞", "结头", "毛粒"])
         for d in frame.defects:
             assert d.tight_box[0] >= W // 2 - 8, (d.raw_name, d.tight_box)
+
+
+@pytest.mark.parametrize("style", ["star", "float", "jump"])
+def test_floats_fit_boxes_barely_wider_than_a_dash(style: str) -> None:
+    """A dash that fills its box leaves the start a range ``w - 2 - length`` that can round
+    just below zero: it must not raise (it did for this star float in a 192-px adapt window)."""
+    from fabricnms.data.defects_spots import floats
+    from fabricnms.data.synth_background import BackgroundCanvas, BackgroundFabric
+
+    image = np.random.default_rng(0).integers(90, 170, (192, 192, 3)).astype(np.float32)
+    box = (5.706327912216833, 74.2323780442965, 16.65811757513945, 157.52999369006108)
+    for seed in range(20):
+        canvas = BackgroundCanvas(BackgroundFabric(image.copy()))
+        floats(style)(canvas, np.random.default_rng(seed), box, 1.0)

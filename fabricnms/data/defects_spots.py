@@ -154,8 +154,11 @@ def floats(style: str) -> RenderFn:
             for _ in range(int(rng.integers(2, 6))):
                 horizontal = rng.random() < 0.7
                 length = min(uniform(rng, 5.0, 12.0), (w if horizontal else h) - 2)
-                sx = uniform(rng, x0 + 1, x1 - 1 - (length if horizontal else 0))
-                sy = uniform(rng, y0 + 1, y1 - 1 - (0 if horizontal else length))
+                # the room left for the start; max(0, .): w - 2 - (w - 2) can round below 0
+                room_x = max(w - 2 - (length if horizontal else 0), 0.0)
+                room_y = max(h - 2 - (0 if horizontal else length), 0.0)
+                sx = x0 + 1 + uniform(rng, 0.0, room_x)
+                sy = y0 + 1 + uniform(rng, 0.0, room_y)
                 end = (sx + length, sy) if horizontal else (sx, sy + length)
                 a = bright_stroke(canvas, win, np.array([(sx, sy), end]), 1, gain, k)
                 effect = np.maximum(effect, 2.0 * a)
@@ -167,7 +170,7 @@ def floats(style: str) -> RenderFn:
         short_lo, short_hi = (y0, y1) if horizontal else (x0, x1)
         for i in range(n):
             length = (long_hi - long_lo - 2) * uniform(rng, 0.6, 1.0)
-            start = uniform(rng, long_lo + 1, long_hi - 1 - length)
+            start = long_lo + 1 + uniform(rng, 0.0, max(long_hi - long_lo - 2 - length, 0.0))
             pos = short_lo + (short_hi - short_lo) * (i + 0.5) / n
             seg = [(start, pos), (start + length, pos)]
             pts = np.array(seg if horizontal else [(p, q) for q, p in seg])
