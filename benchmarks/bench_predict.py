@@ -14,6 +14,8 @@ change of load on a shared machine hits all alike; the table gives each variant'
   normalisation, the mask branch running on every tile), frames decoded in line;
 - ``torch folded``: :func:`~fabricnms.model.fuse.inference_copy` (what ``predict`` runs),
   frames decoded in line; ``torch folded + read-ahead``: the default ``predict`` path;
+  ``..., no edge search``: the same with ``--edge-band -1`` (what looking for the fabric's
+  edge costs: :mod:`fabricnms.data.cloth`, in *postprocess*);
 - ``onnxruntime``: the folded network exported with ``fabricnms export --dynamic``;
 
 each with 1 and 2 threads. The load average before and after is printed: ratios measured in
@@ -35,6 +37,7 @@ import cv2
 import numpy as np
 import torch
 
+from fabricnms.config import EDGE_BAND
 from fabricnms.engine.checkpoint import load_detector
 from fabricnms.engine.predict import DEFAULT_WEIGHTS, PredictConfig, run_predict
 
@@ -84,6 +87,7 @@ class Variant:
     weights: str = ""
     model: Any = None
     prefetch: int = 1
+    edge_band: int = EDGE_BAND
 
 
 def run(variant: Variant, roll: Path, out: Path, names: list[str]) -> dict[str, Any]:
@@ -94,6 +98,7 @@ def run(variant: Variant, roll: Path, out: Path, names: list[str]) -> dict[str, 
         conf=0.25,  # one threshold for every variant (an explicit model carries no operating point)
         threads=variant.threads,
         prefetch=variant.prefetch,
+        edge_band=variant.edge_band,
     )
     given = {"model": variant.model, "class_names": names} if variant.model is not None else {}
     return run_predict(cfg, out=out, **given).summary
@@ -120,6 +125,7 @@ def main() -> None:
                 Variant(f"torch before, {threads} thr", threads, model=before_model, prefetch=0),
                 Variant(f"torch folded, {threads} thr", threads, args.weights, prefetch=0),
                 Variant(f"torch folded + read-ahead, {threads} thr", threads, args.weights),
+                Variant(f"..., no edge search, {threads} thr", threads, args.weights, edge_band=-1),
             ]
         if not args.no_onnx:
             from fabricnms.engine.export import export_model
