@@ -43,7 +43,9 @@ class FrameResult:
     :meth:`mask`), else ``None``. fabric_shift: how far the frame's fabric lies from the
     training fabric (:mod:`fabricnms.engine.shift`, as ``predict`` scores it), ``None`` while
     the checkpoint carries no calibrated fabric statistics (``fabricnms calibrate``) and with
-    an ONNX model (its graph does not return the neck features).
+    an ONNX model (its graph does not return the neck features). cloth: where the frame shows
+    the fabric's edge, ``{"box", "inspected", "edges"}`` as in ``images.json``
+    (:mod:`fabricnms.data.cloth`), else ``None``.
     """
 
     source: str
@@ -55,6 +57,7 @@ class FrameResult:
     class_names: list[str]
     masks: MaskCrops | None = None
     fabric_shift: float | None = None
+    cloth: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -152,11 +155,17 @@ class Model:
                     desc = tap.take_frame(*sizes[i], tile, overlap, det.cloth)
                     shift = fabric.frame_score(desc)
                 det = point.select(det.to("cpu"), self.class_names)
-                results.append(self._result(_source_name(items[i], i), sizes[i], det, shift))
+                cloth = det.cloth.to_dict(edge_band) if det.cloth and det.cloth.edges else None
+                results.append(self._result(_source_name(items[i], i), sizes[i], det, shift, cloth))
         return results
 
     def _result(
-        self, source: str, size: tuple[int, int], det: Any, shift: float | None
+        self,
+        source: str,
+        size: tuple[int, int],
+        det: Any,
+        shift: float | None,
+        cloth: dict[str, Any] | None,
     ) -> FrameResult:
         ids = det.labels.numpy().astype(np.int64)
         return FrameResult(
@@ -169,6 +178,7 @@ class Model:
             class_names=[self.class_names[i] for i in ids.tolist()],
             masks=det.masks,
             fabric_shift=shift,
+            cloth=cloth,
         )
 
     def eval(self, data: str | Path, split: str = "val", **settings: Any) -> Any:

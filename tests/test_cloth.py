@@ -13,6 +13,7 @@ import torch
 from helpers_engine import save_detector
 from helpers_fake import DarkBoxDetector
 
+import fabricnms
 from fabricnms.data.classes import class_names
 from fabricnms.data.cloth import ClothRegion, find_cloth
 from fabricnms.engine.predict import PredictConfig, run_predict
@@ -101,11 +102,17 @@ def test_predict_records_the_cloth_and_says_what_went_uninspected(tmp_path: Path
     result = run_predict(cfg, project=tmp_path / "runs")
     images = json.loads((result.out_dir / "images.json").read_text())["images"]
     by_name = {im["name"]: im for im in images}
-    assert by_name["a.png"]["cloth"]["edges"] == ["left"]
+    cloth_a = by_name["a.png"]["cloth"]
+    assert cloth_a["edges"] == ["left"] and cloth_a["inspected"][0] == cloth_a["box"][0] + 32
     assert "cloth" not in by_name["b.png"]
     edges = result.summary["fabric_edges"]
     assert edges["frames"] == 1 and edges["band_px"] == 32
     assert "32 px inside it" in edges["warning"]
+    overlay = cv2.imread(str(next((result.out_dir / "overlays").glob("a*.jpg"))), 0)
+    assert 60 < overlay[:, :50].mean() < 110  # the table (grey 20) veiled: not inspected
+    assert abs(float(overlay[:, 200:].mean()) - float(table[:, 200:].mean())) < 5  # cloth as is
+    (api_a,) = fabricnms.load(weights).predict([table], conf=0.25, edge_band=32)
+    assert api_a.cloth == cloth_a
 
 
 def test_edge_summary_is_silent_without_edges() -> None:

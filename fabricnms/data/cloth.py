@@ -80,16 +80,23 @@ class ClothRegion:
         found = (self.x0 > 0, self.y0 > 0, self.x1 < self.width, self.y1 < self.height)
         return tuple(s for s, f in zip(("left", "top", "right", "bottom"), found, strict=True) if f)
 
+    def inner(self, band: int) -> tuple[int, int, int, int]:
+        """The region shrunk by ``band`` px on each side with an edge: what is inspected
+        (xyxy px; empty when the band covers the cloth)."""
+        return (
+            self.x0 + band if self.x0 > 0 else 0,
+            self.y0 + band if self.y0 > 0 else 0,
+            self.x1 - band if self.x1 < self.width else self.width,
+            self.y1 - band if self.y1 < self.height else self.height,
+        )
+
     def keep(self, boxes: torch.Tensor, band: int) -> torch.Tensor:
-        """``[K]`` bool: which xyxy ``boxes [K, 4]`` have their centre on the cloth, at least
-        ``band`` px in from each found edge."""
-        lo_x = self.x0 + band if self.x0 > 0 else -np.inf
-        lo_y = self.y0 + band if self.y0 > 0 else -np.inf
-        hi_x = self.x1 - band if self.x1 < self.width else np.inf
-        hi_y = self.y1 - band if self.y1 < self.height else np.inf
+        """``[K]`` bool: which xyxy ``boxes [K, 4]`` (inside the frame) have their centre in
+        :meth:`inner`: on the cloth, at least ``band`` px in from each found edge."""
+        x0, y0, x1, y1 = self.inner(band)
         cx = (boxes[:, 0] + boxes[:, 2]) / 2
         cy = (boxes[:, 1] + boxes[:, 3]) / 2
-        return (cx >= lo_x) & (cx <= hi_x) & (cy >= lo_y) & (cy <= hi_y)
+        return (cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1)
 
     def share(self, window: tuple[int, int, int, int]) -> float:
         """Share of the xyxy ``window`` (px) that lies on the cloth."""
@@ -98,9 +105,14 @@ class ClothRegion:
         h = max(0, min(y1, self.y1) - max(y0, self.y0))
         return w * h / max((x1 - x0) * (y1 - y0), 1)
 
-    def to_dict(self) -> dict[str, object]:
-        """``{"box": [x0, y0, x1, y1], "edges": [...]}`` for ``images.json``."""
-        return {"box": [self.x0, self.y0, self.x1, self.y1], "edges": list(self.edges)}
+    def to_dict(self, band: int) -> dict[str, object]:
+        """``{"box": [x0, y0, x1, y1], "inspected": :meth:`inner`, "edges": [...]}`` for
+        ``images.json`` (``band``: the band the detections were dropped in)."""
+        return {
+            "box": [self.x0, self.y0, self.x1, self.y1],
+            "inspected": list(self.inner(band)),
+            "edges": list(self.edges),
+        }
 
 
 def _margin(share: np.ndarray) -> int:

@@ -222,7 +222,7 @@ def stream_frames(
         det = point.select(det.to("cpu"), class_names)
         record = FrameRecord.from_detections(item.path, width, height, det)
         if det.cloth is not None and det.cloth.edges:
-            record.cloth = det.cloth.to_dict()
+            record.cloth = det.cloth.to_dict(settings.edge_band)
         if fabric is not None:
             desc = tap.take_frame(width, height, settings.tile, settings.overlap, det.cloth)
             record.fabric_shift = fabric.frame_score(desc)
@@ -247,13 +247,16 @@ def stream_frames(
 def draw_overlay(
     image: np.ndarray, record: FrameRecord, class_names: list[str], path: Path
 ) -> None:
-    """Boxes, class names, scores and masks (when present) on the RGB ``image``, as a JPEG."""
+    """Boxes, class names, scores and masks (when present) on the RGB ``image``, as a JPEG;
+    where the frame shows the fabric's edge, what was not inspected is veiled."""
     import cv2
 
     from fabricnms.report.batch import write_jpeg
-    from fabricnms.report.overlay import draw_boxes
+    from fabricnms.report.overlay import draw_boxes, veil_outside
 
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if record.cloth is not None:
+        veil_outside(bgr, record.cloth["inspected"])
     dets = record.detections
     drawn = draw_boxes(
         bgr,

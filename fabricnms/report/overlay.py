@@ -22,6 +22,8 @@ Box = tuple[float, float, float, float]
 BGR = tuple[int, int, int]
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 MASK_ALPHA = 0.45
+VEIL_ALPHA = 0.6
+VEIL_EDGE_BGR = (0, 170, 255)  # amber: the border of the inspected area
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,24 @@ def blend_mask(img: np.ndarray, mask: np.ndarray, color: BGR, alpha: float = MAS
         raise ValueError(f"mask {mask.shape} does not match image {img.shape[:2]}")
     region = img[mask]
     img[mask] = (region * (1 - alpha) + np.asarray(color) * alpha).astype(np.uint8)
+
+
+def veil_outside(img: np.ndarray, box: Sequence[int]) -> None:
+    """Grey out and hatch ``img`` outside the xyxy ``box`` (px; may be empty) and outline the
+    box, in place: what was not inspected (the background past the fabric's edge and the
+    selvedge band) against what was."""
+    h, w = img.shape[:2]
+    style = style_for(h, w)
+    outside = np.ones((h, w), bool)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    outside[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = False
+    veil = (img * (1 - VEIL_ALPHA) + 128 * VEIL_ALPHA).astype(np.uint8)
+    step = 12 * style.thickness
+    for c in range(-h, w, step):
+        cv2.line(veil, (c, 0), (c + h, h), (190, 190, 190), style.thickness, cv2.LINE_AA)
+    img[outside] = veil[outside]
+    if x1 > x0 and y1 > y0:
+        cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), VEIL_EDGE_BGR, style.thickness)
 
 
 def decode_segmentation(seg: Any, height: int, width: int) -> np.ndarray | None:
