@@ -12,14 +12,14 @@ and its local mean luma differs from the cloth's (the median of the textured pix
 darker or brighter than the cloth, so it stays cloth. A frame side has a margin where at least
 :data:`MIN_MARGIN` px of columns (rows) in from it are at least half background (averaged over
 :data:`SMOOTH` px of neighbours); the margin ends at the first column (row) that is not (so up to
-half the window short of the true edge). Margins
-are cropped one at a time, the solidest (highest background share) first, and the others looked
-for again in what is left: a table under the bottom half of the frame makes every column half
-background, but not the columns above it. The *cloth region* is the frame less its margins
-(``x0, y0, x1, y1``, xyxy px); :meth:`ClothRegion.keep` keeps the detections whose box centre
-lies inside it, shrunk by ``band`` px on each side where an edge was found (the selvedge and
-its fringe; :data:`fabricnms.config.EDGE_BAND` by default). A frame that is all cloth, or all
-flat, has no margin: nothing is dropped.
+half the window short of the true edge). Margins are cropped one at a time, the solidest
+(highest background share) first, and the others looked for again in what is left: a table
+under the bottom half of the frame makes every column half background, but not the columns
+above it. The *cloth region* is the frame less its margins (``x0, y0, x1, y1``, xyxy px);
+:meth:`ClothRegion.keep` keeps the detections whose box centre lies inside it, shrunk by
+``band`` px on each side where an edge was found (the selvedge and its fringe;
+:data:`fabricnms.config.EDGE_BAND` by default). A frame that is all cloth, or all flat, has no
+margin: nothing is dropped. The work is done on every :data:`STEP`-th row and column.
 """
 
 from __future__ import annotations
