@@ -119,6 +119,16 @@ def test_grading_over_the_roll() -> None:
     assert lenient.grade.verdict == "PASS"
 
 
+def test_across_positions_and_width_start_at_the_fabric_edge_in_view() -> None:
+    edged = frame("/e/1.jpg", ((400, 100, 430, 130), HOLE, 0.9))
+    edged.cloth = {"box": [200, 0, W, H], "inspected": [328, 0, W, H], "edges": ["left"]}
+    rep = build_roll_report([edged, frame("/e/2.jpg")], NAMES)  # 2 px/mm by default
+    assert rep.width_mm == pytest.approx(W / 2)  # the widest cloth: the full second frame
+    assert (rep.defects[0].x1_mm, rep.defects[0].x2_mm) == (100.0, 115.0)  # (400 - 200) / 2
+    alone = build_roll_report([edged], NAMES)
+    assert alone.width_mm == pytest.approx((W - 200) / 2)  # the table is not fabric
+
+
 def test_bad_inputs() -> None:
     with pytest.raises(FabricError, match="no frames"):
         build_roll_report([], NAMES)

@@ -79,6 +79,14 @@ class FrameRecord:
     cloth: dict[str, Any] | None = None
 
     @property
+    def cloth_span(self) -> tuple[int, int]:
+        """``(x0, x1)`` px: the fabric across the frame, selvage to selvage where the frame
+        shows its edge (:attr:`cloth`), else the whole frame width."""
+        if self.cloth is None:
+            return 0, self.width
+        return int(self.cloth["box"][0]), int(self.cloth["box"][2])
+
+    @property
     def name(self) -> str:
         """Bare file name (the Tianchi ``name``)."""
         return os.path.basename(self.path)

@@ -63,7 +63,8 @@ def compatible(a: str, b: str) -> bool:
 class RollSettings:
     """Calibration, grading rules and joining tolerances of a roll report.
 
-    ``roll_width_mm`` defaults to the widest frame's width / ``px_per_mm_x``;
+    ``roll_width_mm`` defaults to the widest frame's width / ``px_per_mm_x`` (of the cloth,
+    where a frame shows the fabric's edge: positions across are then measured from it);
     ``roll_assumed``: the frames were taken as one roll without being told so (a caveat).
     """
 
@@ -289,7 +290,8 @@ def build_roll_report(
     for p in parts:
         groups.setdefault(uf.find(index[p]), []).append(p)
 
-    width_mm = settings.roll_width_mm or cal.mm_x(max(f.width for f in ordered))
+    spans = [f.cloth_span for f in ordered]
+    width_mm = settings.roll_width_mm or cal.mm_x(max(x1 - x0 for x0, x1 in spans))
     length_mm = cal.mm_y(sum(f.height for f in ordered))
     placed: list[tuple[PhysicalDefect, dict[str, Any]]] = []
     for members in groups.values():
@@ -298,9 +300,10 @@ def build_roll_report(
         name = class_names[best.label]
         boxes = [ordered[k].detections[j].box for k, j in members]
         tops = [offsets[ordered[k].path] for k, _ in members]
+        lefts = [spans[k][0] for k, _ in members]  # x from the fabric's left edge
         phys = PhysicalDefect(
-            x1_mm=cal.mm_x(min(b[0] for b in boxes)),
-            x2_mm=cal.mm_x(max(b[2] for b in boxes)),
+            x1_mm=cal.mm_x(min(b[0] - x for b, x in zip(boxes, lefts, strict=True))),
+            x2_mm=cal.mm_x(max(b[2] - x for b, x in zip(boxes, lefts, strict=True))),
             y1_mm=cal.mm_y(min(t + b[1] for t, b in zip(tops, boxes, strict=True))),
             y2_mm=cal.mm_y(max(t + b[3] for t, b in zip(tops, boxes, strict=True))),
             kind=defect_kind(name),
