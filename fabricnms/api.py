@@ -155,7 +155,7 @@ class Model:
                     desc = tap.take_frame(*sizes[i], tile, overlap, det.cloth)
                     shift = fabric.frame_score(desc)
                 det = point.select(det.to("cpu"), self.class_names)
-                cloth = det.cloth.to_dict(edge_band) if det.cloth and det.cloth.edges else None
+                cloth = det.cloth.to_dict(edge_band) if det.cloth else None
                 results.append(self._result(_source_name(items[i], i), sizes[i], det, shift, cloth))
         return results
 

@@ -25,6 +25,7 @@ margin: nothing is dropped. The work is done on every :data:`STEP`-th row and co
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -105,9 +106,12 @@ class ClothRegion:
         h = max(0, min(y1, self.y1) - max(y0, self.y0))
         return w * h / max((x1 - x0) * (y1 - y0), 1)
 
-    def to_dict(self, band: int) -> dict[str, object]:
+    def to_dict(self, band: int) -> dict[str, Any] | None:
         """``{"box": [x0, y0, x1, y1], "inspected": :meth:`inner`, "edges": [...]}`` for
-        ``images.json`` (``band``: the band the detections were dropped in)."""
+        ``images.json`` (``band``: the band the detections were dropped in); ``None`` for a
+        frame without an edge (cloth throughout)."""
+        if not self.edges:
+            return None
         return {
             "box": [self.x0, self.y0, self.x1, self.y1],
             "inspected": list(self.inner(band)),

@@ -221,8 +221,7 @@ def stream_frames(
         t1 = time.perf_counter()
         det = point.select(det.to("cpu"), class_names)
         record = FrameRecord.from_detections(item.path, width, height, det)
-        if det.cloth is not None and det.cloth.edges:
-            record.cloth = det.cloth.to_dict(settings.edge_band)
+        record.cloth = det.cloth.to_dict(settings.edge_band) if det.cloth else None
         if fabric is not None:
             desc = tap.take_frame(width, height, settings.tile, settings.overlap, det.cloth)
             record.fabric_shift = fabric.frame_score(desc)
