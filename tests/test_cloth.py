@@ -12,11 +12,12 @@ import pytest
 import torch
 from helpers_engine import save_detector
 from helpers_fake import DarkBoxDetector
+from typer.testing import CliRunner
 
 import fabricnms
+from fabricnms.cli import app
 from fabricnms.data.classes import class_names
 from fabricnms.data.cloth import ClothRegion, find_cloth
-from fabricnms.engine.predict import PredictConfig, run_predict
 from fabricnms.engine.predict_summary import edge_summary
 from fabricnms.engine.tiling import TileSettings, detect_frames
 from fabricnms.model.detector import Detector
@@ -98,17 +99,22 @@ def test_predict_records_the_cloth_and_says_what_went_uninspected(tmp_path: Path
     table[:, :64] = 20
     cv2.imwrite(str(frames / "a.png"), table)
     cv2.imwrite(str(frames / "b.png"), cloth(256, 128, seed=1))
-    cfg = PredictConfig(sources=[str(frames)], weights=str(weights), conf=0.25, edge_band=32)
-    result = run_predict(cfg, project=tmp_path / "runs")
-    images = json.loads((result.out_dir / "images.json").read_text())["images"]
+    out = tmp_path / "out"
+    args = [frames, "--weights", weights, "--conf", 0.25, "--edge-band", 32, "--out", out]
+    run = CliRunner().invoke(app, ["predict", *map(str, args)])
+    assert run.exit_code == 0, run.output
+    assert "Fabric edge: the fabric's edge is in view on 1 frame(s)" in run.stderr
+    images = json.loads((out / "images.json").read_text())["images"]
     by_name = {im["name"]: im for im in images}
     cloth_a = by_name["a.png"]["cloth"]
     assert cloth_a["edges"] == ["left"] and cloth_a["inspected"][0] == cloth_a["box"][0] + 32
     assert "cloth" not in by_name["b.png"]
-    edges = result.summary["fabric_edges"]
+    edges = json.loads((out / "summary.json").read_text())["fabric_edges"]
     assert edges["frames"] == 1 and edges["band_px"] == 32
     assert "32 px inside it" in edges["warning"]
-    overlay = cv2.imread(str(next((result.out_dir / "overlays").glob("a*.jpg"))), 0)
+    caveats = json.loads((out / "roll_report.json").read_text())["summary"]["caveats"]
+    assert "fabric_edge" in [c["code"] for c in caveats]  # the verdict is provisional
+    overlay = cv2.imread(str(next((out / "overlays").glob("a*.jpg"))), 0)
     assert 60 < overlay[:, :50].mean() < 110  # the table (grey 20) veiled: not inspected
     assert abs(float(overlay[:, 200:].mean()) - float(table[:, 200:].mean())) < 5  # cloth as is
     (api_a,) = fabricnms.load(weights).predict([table], conf=0.25, edge_band=32)
