@@ -59,6 +59,8 @@ def test_cloth_alone_and_a_smooth_patch_of_it_have_no_edge() -> None:
     dark = cloth()
     dark[100:130, 0:40] = 20  # a small dark blot at the border: no margin
     assert find_cloth(dark).edges == ()
+    dark[40:200, 0:60] = 20  # a dark flat stain over 62 % of the left side: still no table
+    assert find_cloth(dark).edges == ()
     assert find_cloth(np.full((64, 64, 3), 20, np.uint8)).edges == ()  # all flat: no guess
 
 

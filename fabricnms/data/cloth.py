@@ -11,8 +11,9 @@ and its local mean luma differs from the cloth's (the median of the textured pix
 :data:`BACKGROUND_CONTRAST` grey levels: a smooth patch of the cloth itself is flat but not
 darker or brighter than the cloth, so it stays cloth. A frame side has a margin where at least
 :data:`MIN_MARGIN` px of columns (rows) in from it are at least half background (averaged over
-:data:`SMOOTH` px of neighbours); the margin ends at the first column (row) that is not (so up to
-half the window short of the true edge). Margins are cropped one at a time, the solidest
+:data:`SMOOTH` px of neighbours) and the outermost ones mostly (:data:`BORDER_SHARE`: a dark
+stain touching the side is not a table); the margin ends at the first column (row) that is not
+(so up to half the window short of the true edge). Margins are cropped one at a time, the solidest
 (highest background share) first, and the others looked for again in what is left: a table
 under the bottom half of the frame makes every column half background, but not the columns
 above it. The *cloth region* is the frame less its margins (``x0, y0, x1, y1``, xyxy px);
@@ -45,6 +46,8 @@ STEP = 2
 BACKGROUND_CONTRAST = 40.0
 #: Least share of a column (row) that is background for it to be part of a margin.
 BACKGROUND_SHARE = 0.5
+#: Least background share of the outermost SMOOTH px of a side for it to have a margin.
+BORDER_SHARE = 0.7
 #: Fewest px of background columns (rows) at a side that make a margin.
 MIN_MARGIN = 8
 #: Span (px) over which the background share of neighbouring columns (rows) is averaged.
@@ -122,7 +125,11 @@ class ClothRegion:
 def _margin(share: np.ndarray) -> int:
     """Columns (rows) from the start of ``share`` whose background share, averaged over
     :data:`SMOOTH` px (lint on a table leaves single columns short), is at least
-    :data:`BACKGROUND_SHARE`; 0 when fewer than :data:`MIN_MARGIN` px."""
+    :data:`BACKGROUND_SHARE`; 0 when fewer than :data:`MIN_MARGIN` px, or when the outermost
+    :data:`SMOOTH` px are less than :data:`BORDER_SHARE` background (a table runs along the
+    whole side; a dark stain touching it covers only part of it)."""
+    if share[: max(SMOOTH // STEP, 1)].mean() < BORDER_SHARE:
+        return 0
     size = (SMOOTH // STEP | 1, 1)
     share = cv2.blur(share[None, :].astype(np.float32), size, borderType=cv2.BORDER_REPLICATE)[0]
     below = np.flatnonzero(share < BACKGROUND_SHARE)
