@@ -196,7 +196,7 @@ def test_cli_train_runs_and_reports_save_dir(tmp_path: Path) -> None:
 def test_patience_stops_when_the_metric_stalls(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fabricnms.engine import train as train_module
+    from fabricnms.engine import train_epoch
 
     scores = iter([0.2, 0.3, 0.3, 0.25, 0.9])
 
@@ -204,7 +204,7 @@ def test_patience_stops_when_the_metric_stalls(
         def flat_metrics(self) -> dict[str, float]:
             return {"val_tianchi_score": next(scores)}
 
-    monkeypatch.setattr(train_module, "evaluate_frames", lambda *a, **k: Report())
+    monkeypatch.setattr(train_epoch, "evaluate_frames", lambda *a, **k: Report())
     result = train(tiny_config(data, epochs=5, patience=2), project=tmp_path, name="pat")
     assert result.stopped_early and result.epochs_done == 4
     assert (result.best_epoch, result.best_metric) == (2, 0.3)

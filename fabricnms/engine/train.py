@@ -29,7 +29,6 @@ import torch
 
 from fabricnms.config import TrainConfig, config_to_yaml
 from fabricnms.engine import checkpoint as ckpt_io
-from fabricnms.engine.evaluate import EvalReport, evaluate_frames
 from fabricnms.engine.history import plot_history, write_metrics_csv
 from fabricnms.engine.optim import ModelEMA, build_optimizer, build_scheduler
 from fabricnms.engine.run_lock import RunLock
@@ -44,8 +43,8 @@ from fabricnms.engine.runtime import (
     seed_everything,
     shutdown_distributed,
 )
-from fabricnms.engine.tiling import TileSettings
 from fabricnms.engine.train_batch import build_loader, dense_float, targets_to, zero_touch
+from fabricnms.engine.train_epoch import mean_terms, save_epoch_weights, validate
 from fabricnms.engine.train_progress import epoch_line, progress_bar
 from fabricnms.engine.train_start import (
     check_classes,
@@ -167,8 +166,6 @@ class Trainer:
         dist.broadcast_object_list(box, src=0)
         return str(box[0])
 
-    # --- checkpoints -------------------------------------------------------------------------
-
     def _restore(self, ckpt: dict[str, Any]) -> None:
         check_classes(ckpt["class_names"], self.data.spec.names, str(self.cfg.data))
         self.model.load_state_dict(ckpt["model_state"])
@@ -207,8 +204,6 @@ class Trainer:
             run_dir=str(self.run_dir.resolve()),
             rng=ckpt_io.capture_rng(),
         )
-
-    # --- loop ---------------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
         """Train the remaining epochs; returns where the weights are."""
@@ -298,7 +293,7 @@ class Trainer:
                 progress.update(task, advance=1, loss=f"loss {sums['loss'] / steps:.4g}")
                 if self.on_step is not None:
                     self.on_step(self.global_step)
-        means = self._mean_terms(sums, steps)
+        means = mean_terms(sums, steps, self.dist)
         row: dict[str, Any] = {
             "epoch": self.epoch + 1,
             "time_s": round(time.perf_counter() - start, 2),
@@ -341,52 +336,15 @@ class Trainer:
         self.global_step += 1
         return {k: float(v.detach()) for k, v in losses.items()}
 
-    def _mean_terms(self, sums: dict[str, float], steps: int) -> dict[str, float]:
-        keys = [k for k, _ in _loss_first(sums)]
-        values = torch.tensor([sums[k] for k in keys] + [float(steps)], dtype=torch.float64)
-        if self.dist.distributed:
-            import torch.distributed as dist
-
-            dist.all_reduce(values)
-        count = max(1.0, float(values[-1]))
-        return {k: float(v) / count for k, v in zip(keys, values[:-1].tolist(), strict=True)}
-
-    def _validate(self) -> EvalReport | None:
-        cfg = self.cfg
-        if not self.data.val_frames or self.data.val_coco is None:
-            return None
-        model = self.ema.module if self.ema is not None else self.model
-        model.eval()
-        settings = TileSettings(
-            tile=cfg.val_tile,
-            overlap=cfg.val_overlap,
-            batch=max(1, cfg.batch // 2),
-            nms=cfg.nms,
-            conf=cfg.val_conf,
-            max_det=cfg.max_det,
-        )
-        with progress_bar(self.dist.is_main) as progress:
-            task = progress.add_task(
-                f"val {self.epoch}/{cfg.epochs}", total=len(self.data.val_frames), loss=""
-            )
-            return evaluate_frames(
-                model,
-                self.data.val_frames,
-                self.data.val_coco,
-                self.data.spec.names,
-                settings,
-                acc_conf=cfg.acc_conf,
-                device=self.device,
-                on_frame=lambda _i: progress.advance(task),
-            )
-
     def _end_epoch(self, row: dict[str, Any]) -> bool:
         """Validate, checkpoint, log; returns True when early stopping triggers."""
         cfg = self.cfg
         stop = False
         if self.dist.is_main:
-            validate = self.epoch % cfg.val_interval == 0 or self.epoch == cfg.epochs
-            report = self._validate() if validate else None
+            report = None
+            if self.epoch % cfg.val_interval == 0 or self.epoch == cfg.epochs:
+                model = self.ema.module if self.ema is not None else self.model
+                report = validate(model, self.data, cfg, self.epoch, self.device, show=True)
             improved = False
             if report is not None:
                 row.update(report.flat_metrics())
@@ -401,16 +359,9 @@ class Trainer:
             elif not self.data.val_frames:
                 improved, self.best_epoch = True, self.epoch
             self.history.append(row)
-            ckpt = self._checkpoint()
-            ckpt_io.save_checkpoint(self.weights_dir / "last.pt", ckpt)
-            if improved or not (self.weights_dir / "best.pt").exists():
-                ckpt_io.save_checkpoint(
-                    self.weights_dir / "best.pt", ckpt_io.strip_training_state(ckpt)
-                )
-            if cfg.save_period and self.epoch % cfg.save_period == 0:
-                ckpt_io.save_checkpoint(
-                    self.weights_dir / f"epoch{self.epoch}.pt", ckpt_io.strip_training_state(ckpt)
-                )
+            save_epoch_weights(
+                self.weights_dir, self._checkpoint(), self.epoch, improved, cfg.save_period
+            )
             write_metrics_csv(self.run_dir / "metrics.csv", self.history)
             plot_history(self.history, self.run_dir)
             log.info("%s", epoch_line(row, cfg.epochs, self.best_metric, self.best_epoch))
@@ -430,11 +381,6 @@ class Trainer:
         stop = broadcast_flag(stop, self.dist, self.device)
         barrier(self.dist)
         return stop
-
-
-def _loss_first(terms: dict[str, float]) -> list[tuple[str, float]]:
-    """Loss terms sorted by name with the total (``loss``) first."""
-    return sorted(terms.items(), key=lambda kv: (kv[0] != "loss", kv[0]))
 
 
 def train(
