@@ -46,7 +46,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from real_frames import FrameResult, RealSet, load_set, score_set
+from real_frames import FrameResult, score_set
+from real_sets import RealSet, load_set
 
 from fabricnms.data.frame_reader import read_frame_rgb
 from fabricnms.engine.adapt import AdaptConfig, run_adapt

@@ -5,12 +5,10 @@ Run::
     python benchmarks/real_frames.py ../shared/real/*/ [--weights W] [--conf 0.25] [--masks] \\
         [--json]
 
-Each ``SRC`` is a folder of frames with a COCO ``labels.json`` (``--labels NAME``: another file
-name inside each folder, or for a single folder any path), category ids 1-20, every image with
-a ``defective`` flag (``defect``: the source's own name of it). Annotations (``bbox`` xywh
-pixels) exist only where a defect's location is known: a defective image without annotations
-is labelled at frame level only. A folder without a labels file is an *unlabelled* set: its
-frames (what ``predict`` would find in it) only get detections per frame.
+Each ``SRC`` is a set (``benchmarks/real_sets.py``): a folder of frames with a COCO
+``labels.json`` (``--labels NAME``: another file name inside each folder, or for a single folder
+any path); a defective image without annotations is labelled at frame level only; a folder
+without labels is *unlabelled*: its frames only get detections per frame.
 
 Every frame goes through the engine code of ``fabricnms predict``:
 :func:`~fabricnms.engine.sources.read_frame_rgb`, then
@@ -50,19 +48,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from real_sets import FrameTruth, RealSet, load_set, read_mask
 
 from fabricnms.data.frame_reader import FrameReadError, read_frame_rgb
 from fabricnms.engine.masks import evaluate_masks, filled_box_rle, mask_iou_matrix
 from fabricnms.engine.operating_point import OperatingPoint, resolve_operating_point
 from fabricnms.engine.predict import PredictConfig, resolve_weights
-from fabricnms.engine.sources import discover_frames
 from fabricnms.engine.tiling import TileSettings, detect_frames
 from fabricnms.errors import FabricError
-from fabricnms.io import read_json
-from fabricnms.model.boxes import pairwise_iou, xywh_to_xyxy
+from fabricnms.model.boxes import pairwise_iou
 from fabricnms.model.mask_head import paste_masks
 from fabricnms.report.records import DetectionRecord, FrameRecord
 
@@ -73,29 +72,6 @@ MASK_KINDS = ("raw", "refined", "box")
 
 
 @dataclass
-class FrameTruth:
-    """One frame: ``path``, ``defective`` (``None``: unlabelled set), annotated ``boxes``
-    ``[G, 4]`` xyxy pixels with their 1-based ``categories``, its ``mask`` file (or ``None``)."""
-
-    image_id: int
-    path: Path
-    defective: bool | None
-    boxes: torch.Tensor
-    categories: list[int]
-    mask: Path | None = None
-
-
-@dataclass
-class RealSet:
-    """A folder of real frames and its labels (``categories``: class name -> id; empty for an
-    unlabelled set)."""
-
-    name: str
-    frames: list[FrameTruth]
-    categories: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
 class FrameResult:
     """A frame's detections (``record``) and, with masks, each mask kind's COCO RLEs (one per
     detection, in ``record.detections`` order)."""
@@ -103,44 +79,6 @@ class FrameResult:
     truth: FrameTruth
     record: FrameRecord
     masks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-
-def load_set(folder: Path, labels: str = "labels.json") -> RealSet:
-    """Read ``folder / labels`` (COCO, see the module docstring); without a labels file (and
-    the default name) the folder is an unlabelled set of the frames ``predict`` finds in it."""
-    path = folder / labels
-    if not path.is_file():
-        if labels != "labels.json":
-            raise FabricError(f"{path}: no such labels file")
-        frames = discover_frames([str(folder)])
-        empty = torch.zeros(0, 4, dtype=torch.float64)
-        return RealSet(
-            folder.name, [FrameTruth(i, p, None, empty, []) for i, p in enumerate(frames, 1)]
-        )
-    doc = read_json(path)
-    try:
-        categories = {str(c["name"]): int(c["id"]) for c in doc["categories"]}
-        anns: dict[int, list[dict]] = {}
-        for ann in doc["annotations"]:
-            anns.setdefault(int(ann["image_id"]), []).append(ann)
-        frames = []
-        for img in doc["images"]:
-            own = anns.get(int(img["id"]), [])
-            xywh = torch.tensor([[float(v) for v in a["bbox"]] for a in own], dtype=torch.float64)
-            mask = path.parent / "masks" / (Path(img["file_name"]).stem + ".png")
-            frames.append(
-                FrameTruth(
-                    image_id=int(img["id"]),
-                    path=path.parent / img["file_name"],
-                    defective=bool(img.get("defective", bool(own))),
-                    boxes=xywh_to_xyxy(xywh.reshape(-1, 4)),
-                    categories=[int(a["category_id"]) for a in own],
-                    mask=mask if mask.is_file() else None,
-                )
-            )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise FabricError(f"{path}: not a COCO labels file ({type(exc).__name__}: {exc})") from None
-    return RealSet(folder.name, frames, categories)
 
 
 def detect_set(
@@ -277,7 +215,7 @@ def score_masks(real: RealSet, results: list[FrameResult]) -> dict[str, Any] | N
         t = res.truth
         h, w = res.record.height, res.record.width
         images.append({"id": t.image_id, "file_name": t.path.name, "width": w, "height": h})
-        pixels = _read_mask(t.mask, h, w)
+        pixels = read_mask(t.mask, h, w)
         gts = []
         for box, cat in zip(t.boxes.round().long().tolist(), t.categories, strict=True):
             inside = np.zeros_like(pixels)
@@ -332,18 +270,6 @@ def score_masks(real: RealSet, results: list[FrameResult]) -> dict[str, Any] | N
             "mask_AP50": round(stats[1], 4),
         }
     return out
-
-
-def _read_mask(path: Path, height: int, width: int) -> np.ndarray:
-    """``[H, W]`` uint8 0/1 defect pixels (> 127) of a mask PNG the size of its frame."""
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise FabricError(f"{path}: cannot be read as a mask image")
-    if mask.shape != (height, width):
-        raise FabricError(
-            f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, frame {width}x{height}"
-        )
-    return (mask > 127).astype(np.uint8)
 
 
 def _fmt(value: float | None, percent: bool = False) -> str:
