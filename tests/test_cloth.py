@@ -18,10 +18,13 @@ import fabricnms
 from fabricnms.cli import app
 from fabricnms.data.classes import class_names
 from fabricnms.data.cloth import ClothRegion, find_cloth
+from fabricnms.data.coco import coco_annotation, coco_dataset, coco_image
+from fabricnms.data.convert_output import coco_categories
+from fabricnms.data.dataset import FrameRecord as DatasetFrame
+from fabricnms.engine.evaluate import evaluate_frames
 from fabricnms.engine.predict_summary import edge_summary
 from fabricnms.engine.tiling import TileSettings, detect_frames
 from fabricnms.model.detector import Detector
-from fabricnms.report.records import FrameRecord
 
 
 def cloth(width: int = 640, height: int = 256, seed: int = 0) -> np.ndarray:
@@ -124,7 +127,29 @@ def test_predict_records_the_cloth_and_says_what_went_uninspected(tmp_path: Path
 
 
 def test_edge_summary_is_silent_without_edges() -> None:
-    plain = FrameRecord("/a.png", 10, 10)
-    edged = FrameRecord("/b.png", 10, 10, cloth={"box": [2, 0, 10, 10], "edges": ["left"]})
-    assert edge_summary([plain], 128) == {"frames": 0, "band_px": 128, "warning": None}
-    assert edge_summary([plain, edged], 128)["frames"] == 1
+    assert edge_summary(0, 128) == {"frames": 0, "band_px": 128, "warning": None}
+    assert edge_summary(0, 128, hidden=0)["warning"] is None
+    assert "count as missed" not in edge_summary(2, 128, hidden=0)["warning"]
+    assert "where 3 labelled defect(s) lie" in edge_summary(2, 128, hidden=3)["warning"]
+
+
+def test_eval_counts_the_labelled_defects_it_could_not_inspect(tmp_path: Path) -> None:
+    frame = cloth(640, 128)
+    frame[:, :128] = 20
+    frame[50:66, 400:416] = 10  # found
+    frame[50:66, 150:166] = 10  # within the 64-px band: not inspected
+    path = tmp_path / "f.png"
+    cv2.imwrite(str(path), frame)
+    boxes = np.array([[400, 50, 416, 66], [150, 50, 166, 66]], np.float32)
+    record = DatasetFrame(path, "f.png", 1, 640, 128, boxes, np.zeros(2, np.int64))
+    gt = coco_dataset(
+        [coco_image(1, "f.png", 640, 128)],
+        [coco_annotation(i + 1, 1, 1, [b[0], b[1], 16, 16]) for i, b in enumerate(boxes)],
+        coco_categories(1),
+    )
+    settings = TileSettings(tile=128, overlap=0.0, nms="none", conf=0.5, edge_band=64)
+    report = evaluate_frames(DarkBoxDetector(), [record], gt, ["hole"], settings)
+    assert report.edges is not None
+    assert (report.edges["frames"], report.edges["true_boxes_uninspected"]) == (1, 1)
+    assert report.as_dict()["fabric_edges"]["band_px"] == 64
+    assert len(report.results) == 1  # only the defect on the inspected cloth

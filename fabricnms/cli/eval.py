@@ -102,6 +102,9 @@ def eval_cmd(
         print_json(run.summary)
     else:
         render_report(run.summary, run.report.coco.summary)
+        edges = run.summary.get("fabric_edges")
+        if edges and edges["warning"]:
+            console.print(f"Fabric edge: {edges['warning']}", markup=False, soft_wrap=True)
         if run.masks is not None:
             console.print(mask_line(run.masks), markup=False)
     console.print(f"Results saved to {run.run_dir.resolve()}", markup=False, soft_wrap=True)

@@ -38,6 +38,7 @@ class EvalReport:
     seconds: float
     gts: list[FrameBoxes]
     preds: list[FrameBoxes]
+    edges: dict[str, Any] | None = None  # frames showing the fabric's edge (evaluate_frames)
 
     def class_rows(self) -> list[dict[str, Any]]:
         """Per-class table rows: boxes, images, COCO AP/AP50/AP75, Tianchi AP, and recall and
@@ -73,6 +74,7 @@ class EvalReport:
             "coco": self.coco.as_dict(),
             "tianchi": self.tianchi.as_dict(self.names),
             "per_class": self.class_rows(),
+            "fabric_edges": self.edges,
         }
 
     def flat_metrics(self) -> dict[str, float]:
@@ -137,17 +139,29 @@ def evaluate_frames(
 
     ``on_frame(i)`` is called after each frame (progress display). ``gt_coco`` may list more
     images than ``frames`` (a capped validation); COCO metrics then use only evaluated images.
+    The report's ``edges`` say on how many frames the fabric's edge was in view and how many
+    labelled defects lay off what was inspected (:func:`~fabricnms.engine.predict_summary.
+    edge_summary`).
     """
+    from fabricnms.engine.predict_summary import edge_summary
+
     start = time.perf_counter()
     images = (read_frame(f) for f in frames)
     dets: list[Detections] = []
+    edged = hidden = 0
     for i, det in enumerate(detect_frames(model, images, settings, device)):
         dets.append(det.to("cpu"))
+        if det.cloth is not None and det.cloth.edges:
+            edged += 1
+            truths = torch.from_numpy(frames[i].boxes.astype(np.float32)).reshape(-1, 4)
+            hidden += int((~det.cloth.keep(truths, settings.edge_band)).sum())
         if on_frame is not None:
             on_frame(i)
-    return score_detections(
+    report = score_detections(
         frames, dets, gt_coco, names, acc_conf, seconds=time.perf_counter() - start
     )
+    report.edges = edge_summary(edged, settings.edge_band, hidden)
+    return report
 
 
 def score_detections(

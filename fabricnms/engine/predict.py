@@ -332,7 +332,7 @@ def _run_locked(
     if fabric is not None:
         shift = shift_summary([rec.fabric_shift for rec in records], fabric)
     caveats = [Caveat("fabric_shift", shift["warning"])] if shift and shift["warning"] else []
-    edges = edge_summary(records, cfg.edge_band)
+    edges = edge_summary(sum(rec.cloth is not None for rec in records), cfg.edge_band)
     caveats += [Caveat("fabric_edge", edges["warning"])] if edges["warning"] else []
     caveats += operating_point_caveats(choice)
     verdict = None

@@ -84,16 +84,19 @@ def run_counts(records: Iterable[FrameRecord], class_names: list[str]) -> dict[s
     }
 
 
-def edge_summary(records: Iterable[FrameRecord], band: int) -> dict[str, Any]:
-    """``{"frames", "band_px", "warning"}``: how many of ``records`` show the fabric's edge
-    (:mod:`fabricnms.data.cloth`) and, when any does, the sentence saying what went
-    uninspected there (``None`` otherwise)."""
-    frames = sum(rec.cloth is not None for rec in records)
-    warning = None
+def edge_summary(frames: int, band: int, hidden: int | None = None) -> dict[str, Any]:
+    """``{"frames", "band_px", "warning"}`` (and ``"true_boxes_uninspected"`` when ``hidden``
+    is given: labelled defects whose centre lies there, which count as missed): on how many
+    ``frames`` the fabric's edge was in view (:mod:`fabricnms.data.cloth`) and, if any, the
+    sentence saying what went uninspected (``None`` otherwise)."""
+    out: dict[str, Any] = {"frames": frames, "band_px": band, "warning": None}
+    if hidden is not None:
+        out["true_boxes_uninspected"] = hidden
     if frames:
-        warning = (
+        out["warning"] = (
             f"the fabric's edge is in view on {frames} frame(s): the background beyond it and "
-            f"the {band} px inside it (the selvedge) were not inspected (--edge-band sets the "
-            "band; -1 inspects whole frames)"
+            f"the {band} px inside it (the selvedge) were not inspected"
+            + (f", where {hidden} labelled defect(s) lie and count as missed" if hidden else "")
+            + " (--edge-band sets the band; -1 inspects whole frames)"
         )
-    return {"frames": frames, "band_px": band, "warning": warning}
+    return out
