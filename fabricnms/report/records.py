@@ -68,8 +68,8 @@ class FrameRecord:
     """One frame and its detections. ``path`` is absolute; ``width``/``height`` in pixels;
     ``fabric_shift``: the frame's distance from the model's fabric (:mod:`fabricnms.engine.shift`),
     ``None`` when not scored; ``cloth``: where the frame shows the fabric's edge, the cloth
-    region ``{"box": [x0, y0, x1, y1], "edges": [...]}`` (:mod:`fabricnms.data.cloth`), else
-    ``None``."""
+    region ``{"box": [x0, y0, x1, y1], "inspected": [...], "edges": [...]}``
+    (:meth:`fabricnms.data.cloth.ClothRegion.to_dict`), else ``None``."""
 
     path: str
     width: int
