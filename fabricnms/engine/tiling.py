@@ -174,7 +174,8 @@ def detect_frames(
             )[0]
             det = clip_detections(det, state.width, state.height)
             if state.cloth is not None:
-                det = det.select(state.cloth.keep(det.boxes, settings.edge_band))
+                if state.cloth.edges:  # a frame of cloth throughout keeps every detection
+                    det = det.select(state.cloth.keep(det.boxes, settings.edge_band))
                 det.cloth = state.cloth
             if settings.masks is not None and state.mosaic is not None:
                 det = frame_masks(det, state.mosaic, settings.masks, state.image)
