@@ -25,9 +25,10 @@ The clean material of each set, and what the adapted model is tested on:
 Both models are run through the ``predict`` path at their own operating point (the checkpoint's,
 as ``predict`` does without ``--conf``) and scored by ``benchmarks/real_frames.py``
 (:func:`score_set`: recall at IoU >= 0.1, false alarms per clean frame, stray detections per
-labelled frame, frame accuracy, detections per frame); the table also gives the median
-``fabric_shift`` and whether ``predict`` would warn. Adapt runs are CPU-heavy: run this under
-``nice`` with nothing else on the cores.
+labelled frame, frame accuracy, detections per frame); the table also gives adapt's
+self-check (*painted found*: the share of defects painted into the held-out parts found at the
+operating point), the median ``fabric_shift`` and whether ``predict`` would warn. Adapt runs are
+CPU-heavy: run this under ``nice`` with nothing else on the cores.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def evaluate(real: RealSet, weights: Path) -> dict[str, Any]:
         results.append(FrameResult(truth, record))
         shifts.append(stats.frame_score(desc) if stats else None)
     row = score_set(real, results, names, [])
-    row["conf"] = point.conf
+    row.update(conf=point.conf, painted_recall=point.painted_recall)
     if stats is not None:
         s = shift_summary(shifts, stats)
         row.update(shift_median=s["median"], shift_limit=s["limit"], warns=s["warning"] is not None)
@@ -154,6 +155,7 @@ def evaluate(real: RealSet, weights: Path) -> dict[str, Any]:
 COLUMNS = (
     ("model", "model"),
     ("conf", "conf"),
+    ("painted_recall", "painted found"),
     ("recall_any_class", "recall"),
     ("false_alarms_per_clean_frame", "FA/clean"),
     ("stray_per_labelled_frame", "stray/lab."),

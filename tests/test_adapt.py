@@ -75,6 +75,8 @@ def test_tiny_adapt_writes_calibrated_checkpoint_predict_uses(start: Path, tmp_p
     assert 0.05 <= op["conf"] <= 1.0 and op["false_alarms_per_frame"] == 0.1
     assert op["area_frames"] == pytest.approx(480 * 0.3 * 200 / 2446000, abs=1e-3)
     assert ckpt[STATS_KEY]["limit"] > 0 and ckpt["class_names"] == NAMES
+    # the self-check: defects painted into the held-out part, found at the operating point
+    assert op["painted_defects"] > 0 and 0.0 <= op["painted_recall"] <= 1.0
     summary = json.loads((run / "adapt.json").read_text())
     assert summary["done"] and summary["window"] == 128
     # the same fabric: detections only above the operating point, no shift warning
@@ -110,6 +112,7 @@ def test_cli_states_the_budget_per_frame_of_the_material(
     # 0.1 per 2446x1000 is 0.1 * 480 * 200 / 2446000 = 0.0039 per frame of this size
     assert "alarms per 2446x1000, 0.0039 per 480x200 frame, on 0.0118 frame-areas" in r.output
     assert "Caveat: " in r.output and "Next: fabricnms predict FRAMES --weights" in r.output
+    assert "Self-check: at that point it finds" in r.output
 
 
 def test_a_frame_too_small_is_skipped_and_the_window_fits_the_rest(caplog, monkeypatch) -> None:

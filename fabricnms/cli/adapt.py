@@ -83,6 +83,14 @@ def adapt(
         markup=False,
         soft_wrap=True,
     )
+    if point.painted_recall is not None:
+        say(
+            f"Self-check: at that point it finds {point.painted_recall:.0%} of "
+            f"{point.painted_defects} defects painted into held-out parts of the clean frames "
+            "(generated defects: a low share is a warning, a high one no promise about real ones)",
+            markup=False,
+            soft_wrap=True,
+        )
     for caveat in operating_point_caveats(ConfChoice(point, "checkpoint")):
         say(f"Caveat: {caveat.message}", markup=False, soft_wrap=True)
     say(f"Adapted weights: {result.weights}", markup=False, soft_wrap=True)

@@ -17,7 +17,8 @@ Steps, into ``runs/adapt/<name>[N]/``:
    (:mod:`fabricnms.engine.calibrate`): fabric statistics from the training parts and the first
    :data:`FIT_WINDOWS` windows, the operating point (lowest threshold with at most
    ``false_alarms`` per 2446x1000 px) and the shift limit from the held-out parts, which
-   training never saw; ``adapt.json`` records the run.
+   training never saw, and the self-check (:mod:`fabricnms.engine.adapt_check`: the share of
+   defects painted into the held-out parts found at that point); ``adapt.json`` records the run.
 
 ``resume`` continues the newest ``runs/adapt/<name>*`` run: the data is rebuilt only when
 incomplete (it is deterministic), training resumes from ``weights/last.pt``, calibration is redone.
@@ -137,6 +138,7 @@ def run_adapt(
     cfg: AdaptConfig, project: str | Path = "runs", name: str = "adapt", resume: bool = False
 ) -> AdaptResult:
     """Adapt ``cfg.weights`` to the fabric of ``cfg.sources`` (module docstring)."""
+    from fabricnms.engine.adapt_check import CHECK_SEED_OFFSET, CHECK_WINDOWS, painted_recall
     from fabricnms.engine.average import average_checkpoints
     from fabricnms.engine.calibrate import LabelledImage, calibrate_model, write_calibration
     from fabricnms.engine.checkpoint import load_detector, save_checkpoint
@@ -183,6 +185,9 @@ def run_adapt(
     point, stats = calibrate_model(
         model, list(meta["class_names"]), fit, held, source, cfg.false_alarms, device=cfg.device
     )
+    check = cut_windows(held_parts, CHECK_WINDOWS, size, cfg.seed + CHECK_SEED_OFFSET)
+    recall, painted = painted_recall(model, meta["class_names"], point, check, cfg.device)
+    point = dataclasses.replace(point, painted_recall=recall, painted_defects=painted)
     write_calibration(adapted, point, stats)
     summary = {
         "config": dataclasses.asdict(cfg),

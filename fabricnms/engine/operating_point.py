@@ -4,12 +4,16 @@ when ``--conf`` / ``--acc-conf`` is not given.
 Stored under the checkpoint key ``operating_point`` as plain values::
 
     {"conf": float, "per_class": {class name: float}, "source": str,
-     "false_alarms_per_frame": float, "frames": int, "area_frames": float}
+     "false_alarms_per_frame": float, "frames": int, "area_frames": float,
+     "painted_recall": float | None, "painted_defects": int}
 
 ``conf`` applies to every class without its own entry in ``per_class``. ``source`` says what
 the thresholds were calibrated on; ``false_alarms_per_frame`` is the budget they were chosen
 for: detections touching no labelled defect (whatever its class), per 2446x1000 px of fabric
 (:data:`FRAME_AREA_PX`). :func:`fabricnms.engine.false_alarms.calibrate` chooses them.
+``painted_recall`` is the share of ``painted_defects`` generated defects, painted into held-out
+fabric, that detections at these thresholds touch (``adapt``'s self-check,
+:mod:`fabricnms.engine.adapt_check`; ``None`` when not checked).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class OperatingPoint:
     false_alarms_per_frame: float = DEFAULT_FALSE_ALARMS
     frames: int = 0
     area_frames: float = 0.0
+    painted_recall: float | None = None
+    painted_defects: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for the checkpoint (``torch.load(weights_only=True)`` safe)."""
@@ -111,10 +117,16 @@ class ConfChoice:
         if self.origin == "checkpoint":
             note = p.unshown()
             unshown = "" if note is None else f", but {note}"
+            painted = ""
+            if p.painted_recall is not None:
+                painted = (
+                    f"; at it the model finds {p.painted_recall:.0%} of {p.painted_defects} "
+                    "defects painted into held-out fabric"
+                )
             return (
                 f"Threshold: {p.describe()} from the checkpoint's operating point "
                 f"({p.source}; at most {p.false_alarms_per_frame:g} false alarms per 2446x1000 "
-                f"of that fabric{unshown}); {option} overrides it"
+                f"of that fabric{unshown}{painted}); {option} overrides it"
             )
         if self.origin == option:
             return f"Threshold: {p.describe()} from {option}"

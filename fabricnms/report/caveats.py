@@ -41,6 +41,10 @@ class Caveat:
         return Caveat(str(obj["code"]), str(obj["message"]))
 
 
+#: ``adapt``'s self-check below this share of painted defects found gets a caveat (a round
+#: "misses most", not tuned: the check is one-sided, see :mod:`fabricnms.engine.adapt_check`).
+LOW_PAINTED_RECALL = 0.3
+
 #: The threshold in force is the built-in default: no calibrated operating point, no --conf.
 NO_OPERATING_POINT = Caveat(
     "no_operating_point",
@@ -50,22 +54,38 @@ NO_OPERATING_POINT = Caveat(
 
 
 def operating_point_caveats(choice: ConfChoice) -> list[Caveat]:
-    """A caveat when the threshold in force is the built-in default, or the checkpoint's
-    operating point rests on too little fabric to show its false-alarm budget."""
+    """Caveats of the threshold in force: the built-in default; the checkpoint's operating
+    point resting on too little fabric to show its false-alarm budget; or finding under
+    :data:`LOW_PAINTED_RECALL` of the defects painted into held-out fabric (``adapt``'s
+    self-check)."""
     if choice.origin == "default":
         return [NO_OPERATING_POINT]
-    note = choice.point.unshown() if choice.origin == "checkpoint" else None
-    if note is None:
+    if choice.origin != "checkpoint":
         return []
-    budget = choice.point.false_alarms_per_frame
-    return [
-        Caveat(
-            "operating_point_unshown",
-            f"the operating point's budget, {budget:g} false alarms per 2446x1000, rests on too "
-            f"little clean fabric: {note}; calibrate on more clean fabric or allow a larger "
-            "--false-alarms budget",
+    point, out = choice.point, []
+    note = point.unshown()
+    if note is not None:
+        out.append(
+            Caveat(
+                "operating_point_unshown",
+                f"the operating point's budget, {point.false_alarms_per_frame:g} false alarms "
+                f"per 2446x1000, rests on too little clean fabric: {note}; calibrate on more "
+                "clean fabric or allow a larger --false-alarms budget",
+            )
         )
-    ]
+    recall = point.painted_recall
+    if recall is not None and recall < LOW_PAINTED_RECALL:
+        out.append(
+            Caveat(
+                "operating_point_blind",
+                f"at its operating point the model finds {recall:.0%} of "
+                f"{point.painted_defects} defects painted into held-out parts of its fabric: "
+                "it is likely to miss most real defects too; adapt with a larger --false-alarms "
+                "budget (a strict one on little clean fabric sets the threshold above them) or on "
+                "more clean frames",
+            )
+        )
+    return out
 
 
 def calibration_caveat(calibration: Calibration) -> Caveat | None:
