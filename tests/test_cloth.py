@@ -124,6 +124,16 @@ def test_predict_records_the_cloth_and_says_what_went_uninspected(tmp_path: Path
     assert abs(float(overlay[:, 200:].mean()) - float(table[:, 200:].mean())) < 5  # cloth as is
     (api_a,) = fabricnms.load(weights).predict([table], conf=0.25, edge_band=32)
     assert api_a.cloth == cloth_a
+    # visualize draws the run's results with the same veil (images.json beside them)
+    vis = tmp_path / "vis"
+    args = [frames, "--predictions", out / "predictions.json", "--out", vis]
+    run = CliRunner().invoke(app, ["visualize", *map(str, args)])
+    assert run.exit_code == 0, run.output
+    drawn = {p.name[0]: cv2.imread(str(p), 0) for p in vis.glob("*.jpg")}
+    assert 60 < drawn["a"][:, :50].mean() < 110
+    assert abs(float(drawn["a"][:, 200:].mean()) - float(table[:, 200:].mean())) < 5
+    plain = cv2.imread(str(frames / "b.png"), 0)
+    assert abs(float(drawn["b"].mean()) - float(plain.mean())) < 5  # no edge: nothing veiled
 
 
 def test_edge_summary_is_silent_without_edges() -> None:

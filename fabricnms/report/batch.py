@@ -25,7 +25,13 @@ from fabricnms.log import get_logger
 from fabricnms.report.compose import contact_sheet, fit, side_by_side, titled
 from fabricnms.report.label_layout import Rect
 from fabricnms.report.labels import FrameLabels, LabelSet
-from fabricnms.report.overlay import DrawStyle, draw_boxes, draw_compare, shown_style
+from fabricnms.report.overlay import (
+    DrawStyle,
+    draw_boxes,
+    draw_compare,
+    shown_style,
+    veil_outside,
+)
 
 log = get_logger("visualize")
 
@@ -77,11 +83,16 @@ def render_frame(
     """Draw one frame. ``overlay``: ground truth (white, thin, ``GT`` labels when predictions
     are drawn too, class colours otherwise) and predictions in class colours; ``compare``:
     TP green / FP red / FN yellow; ``side-by-side``: ground truth left, predictions right.
+    Where the predictions' frame showed the fabric's edge, what ``predict`` did not inspect is
+    veiled (:func:`~fabricnms.report.overlay.veil_outside`), as in its own overlays.
 
     ``style``: line and label sizes (default: :func:`~fabricnms.report.overlay.style_for` the
     frame). Returns the image and TP/FP/FN counts (zeros outside compare mode).
     """
     counts = {"tp": 0, "fp": 0, "fn": 0}
+    if pred is not None and pred.inspected is not None:  # predict looked only inside it
+        image = image.copy()
+        veil_outside(image, pred.inspected)
     if mode == "compare":
         assert gt is not None and pred is not None
         return draw_compare(

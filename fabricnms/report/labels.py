@@ -6,7 +6,9 @@ Accepted layouts (detected from the content):
   ``file_name``; ``bbox`` xywh pixels, ``category_id`` 1-based, optional ``segmentation``
   (RLE or polygons).
 - COCO results list ``[{image_id, category_id, bbox xywh, score}]``: image ids resolved through
-  a COCO dataset (``--annotations``, or the ``images.json`` that ``predict`` writes next to it).
+  a COCO dataset (``--annotations``, or the ``images.json`` that ``predict`` writes next to it;
+  an empty list beside one is a run that found nothing). Where ``images.json`` gives a frame's
+  ``cloth`` (predict saw the fabric's edge), its ``inspected`` box is kept (drawn veiled around).
 - Tianchi annotations ``[{name, defect_name, bbox xyxy}]`` (raw Chinese names, aliases mapped;
   unknown names are skipped with a warning).
 - Tianchi submission ``[{name, category 1-based, bbox xyxy, score}]``.
@@ -38,12 +40,15 @@ IMAGES_JSON = "images.json"
 @dataclass
 class FrameLabels:
     """Boxes of one image: xyxy pixels, 0-based labels, scores (None for ground truth) and a
-    COCO ``segmentation`` (or None) per box."""
+    COCO ``segmentation`` (or None) per box; ``inspected``: the xyxy px box ``predict``
+    inspected where the frame showed the fabric's edge (its ``images.json`` ``cloth``), else
+    None (the whole frame)."""
 
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     scores: list[float] | None = None
     segmentations: list[Any] = field(default_factory=list)
+    inspected: tuple[float, float, float, float] | None = None
 
     def add(
         self,
@@ -71,6 +76,7 @@ class FrameLabels:
             labels=[self.labels[i] for i in keep],
             scores=[self.scores[i] for i in keep],
             segmentations=[self.segmentations[i] for i in keep],
+            inspected=self.inspected,
         )
 
 
@@ -149,8 +155,13 @@ def _load_coco_results(path: Path, rows: list[Any], images_from: Path | None) ->
                 f"or keep {IMAGES_JSON} next to it"
             )
         images_from = beside
-    _, images, names = _coco_index(images_from, read_json(images_from))
+    doc, images, names = _coco_index(images_from, read_json(images_from))
     frames: dict[str, FrameLabels] = {}
+    for img in doc["images"]:
+        if isinstance(img.get("cloth"), dict):
+            where = f"image {img['id']} cloth"
+            box = _bbox(images_from, where, img["cloth"].get("inspected"), xywh=False)
+            frames[images[img["id"]]] = FrameLabels(scores=[], inspected=box)
     for i, row in enumerate(rows):
         where = f"entry {i}"
         image_id = _field(path, where, row, "image_id", int)
@@ -204,7 +215,8 @@ def load_labels(path: str | Path, images_from: str | Path | None = None) -> Labe
     first = data[0] if data else {}
     if not isinstance(first, dict):
         raise FabricError(f"{path}: entry 0 is not an object")
-    if "image_id" in first:
+    if "image_id" in first or (not data and (path.parent / IMAGES_JSON).is_file()):
+        # (an empty list beside predict's images.json: a run that found nothing)
         return _load_coco_results(path, data, Path(images_from) if images_from else None)
     if "defect_name" in first:
         return _load_tianchi(path)
