@@ -133,13 +133,13 @@ def test_operating_point_caveats() -> None:
 
 
 def test_a_point_blind_to_painted_defects_is_a_caveat() -> None:
-    blind = OperatingPoint(conf=0.5, area_frames=120.0, painted_recall=0.1, painted_defects=40)
+    blind = OperatingPoint(conf=0.5, area_frames=120.0, painted_recall=0.05, painted_defects=40)
     (caveat,) = operating_point_caveats(ConfChoice(blind, "checkpoint"))
     assert caveat.code == "operating_point_blind"
-    assert "finds 10% of 40 defects painted into held-out parts" in caveat.message
-    assert "finds 10% of 40 defects painted" in ConfChoice(blind, "checkpoint").line()
+    assert "finds only 5% of 40 defects painted into held-out parts" in caveat.message
+    assert "finds 5% of 40 defects painted" in ConfChoice(blind, "checkpoint").line()
     assert operating_point_caveats(ConfChoice(blind, "--conf")) == []  # the user chose it
-    seeing = OperatingPoint(conf=0.5, area_frames=120.0, painted_recall=0.3, painted_defects=40)
+    seeing = OperatingPoint(conf=0.5, area_frames=120.0, painted_recall=0.1, painted_defects=40)
     assert operating_point_caveats(ConfChoice(seeing, "checkpoint")) == []
     # both doubts at once: too little fabric and blind
     thin = OperatingPoint(conf=0.5, area_frames=0.5, painted_recall=0.0, painted_defects=9)

@@ -41,9 +41,11 @@ class Caveat:
         return Caveat(str(obj["code"]), str(obj["message"]))
 
 
-#: ``adapt``'s self-check below this share of painted defects found gets a caveat (a round
-#: "misses most", not tuned: the check is one-sided, see :mod:`fabricnms.engine.adapt_check`).
-LOW_PAINTED_RECALL = 0.3
+#: ``adapt``'s self-check below this share of painted defects found gets a caveat: "close to
+#: blind". Chosen after seeing the real sets: at 0.3 it also fired on the stains models adapted
+#: at the goal's budget (13-27 % painted, 59-73 % of the real stains found); see
+#: :mod:`fabricnms.engine.adapt_check` for why the check is one-sided.
+LOW_PAINTED_RECALL = 0.1
 
 #: The threshold in force is the built-in default: no calibrated operating point, no --conf.
 NO_OPERATING_POINT = Caveat(
@@ -78,11 +80,11 @@ def operating_point_caveats(choice: ConfChoice) -> list[Caveat]:
         out.append(
             Caveat(
                 "operating_point_blind",
-                f"at its operating point the model finds {recall:.0%} of "
-                f"{point.painted_defects} defects painted into held-out parts of its fabric: "
-                "it is likely to miss most real defects too; adapt with a larger --false-alarms "
-                "budget (a strict one on little clean fabric sets the threshold above them) or on "
-                "more clean frames",
+                f"at its operating point the model finds only {recall:.0%} of "
+                f"{point.painted_defects} defects painted into held-out parts of its fabric: it "
+                "is close to blind on this fabric at this threshold; adapt with a larger "
+                "--false-alarms budget (a strict one on little clean fabric sets the threshold "
+                "above them) or on more clean frames",
             )
         )
     return out
