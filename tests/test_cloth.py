@@ -124,7 +124,9 @@ def test_predict_records_the_cloth_and_says_what_went_uninspected(tmp_path: Path
     assert abs(float(overlay[:, 200:].mean()) - float(table[:, 200:].mean())) < 5  # cloth as is
     (api_a,) = fabricnms.load(weights).predict([table], conf=0.25, edge_band=32)
     assert api_a.cloth == cloth_a
-    # visualize draws the run's results with the same veil (images.json beside them)
+    # visualize draws the run's results with the same veil (images.json beside them), also
+    # when the run found nothing (an empty predictions.json)
+    assert json.loads((out / "predictions.json").read_text()) == []
     vis = tmp_path / "vis"
     args = [frames, "--predictions", out / "predictions.json", "--out", vis]
     run = CliRunner().invoke(app, ["visualize", *map(str, args)])
