@@ -76,6 +76,8 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     p["good_pt"] = boosted_checkpoint(root / "good.pt", NAMES, root)[0]
     p["junk_pt"] = root / "junk.pt"
     p["junk_pt"].write_bytes(b"\x00garbage" * 10)
+    p["text_pt"] = root / "text.pt"
+    p["text_pt"].write_text("junk\n")  # parses as pickle opcodes: a KeyError inside torch.load
     p["pickled_pt"] = root / "pickled.pt"
     torch.save({"x": torch.nn.Linear(2, 2)}, p["pickled_pt"])
     p["plain_pt"] = root / "plain.pt"
@@ -489,6 +491,8 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("info-size-odd", ["info", "--size", "100"], 2, "--size '100'"),
     ("info-size-text", ["info", "--size", "big"], 2, "--size 'big'"),
     ("info-strides", ["info", "--strides", "3"], 2, "--strides"),
+    ("info-weights-text", ["info", "--weights", "{text_pt}"], 1, "text.pt: not a fabricnms"),
+    ("info-weights-missing", ["info", "--weights", "{root}/none.pt"], 1, "none.pt: checkpoint"),
     ("info-width", ["info", "--model-width", "xl"], 1, "xl"),
 ]
 

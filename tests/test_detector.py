@@ -100,6 +100,36 @@ def test_info_command_json() -> None:
     assert data["params"] == sum(data["params_by_part"].values())
 
 
+def test_info_reports_what_a_checkpoint_carries(tmp_path) -> None:
+    from helpers_engine import save_detector
+
+    from fabricnms.engine.calibrate import write_calibration
+    from fabricnms.engine.operating_point import OperatingPoint
+    from fabricnms.engine.shift import FabricStats
+
+    names = ["hole", "stain", "knot"]
+    model = Detector(3, width=4, neck_channels=16, embed_dim=8)
+    bare = save_detector(tmp_path / "bare.pt", model, names)
+    data = json.loads(
+        CliRunner().invoke(app, ["info", "--weights", str(bare), "--size", "64", "--json"]).stdout
+    )
+    assert data["config"]["num_classes"] == 3 and data["config"]["width"] == 4
+    carried = data["checkpoint"]
+    assert carried["class_names"] == names and carried["operating_point"] is None
+    assert "built-in default" in carried["threshold"] and carried["fabric_stats"] is None
+    point = OperatingPoint(0.4, source="held-out parts", area_frames=20.0)
+    point = OperatingPoint(**{**point.to_dict(), "painted_recall": 0.05, "painted_defects": 40})
+    stats = FabricStats.fit(torch.randn(8, 4), "clean frames").with_limit([1.0, 2.0])
+    adapted = write_calibration(bare, point, stats, out=tmp_path / "adapted.pt")
+    result = CliRunner().invoke(app, ["info", "--weights", str(adapted), "--size", "64"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "conf 0.4 from the checkpoint's operating point (held-out parts;" in text
+    assert "finds 5% of 40 defects painted into held-out fabric" in text
+    assert "Caveat: at its operating point the model finds only 5% of 40" in text
+    assert "fabric statistics: clean frames (8 tiles), shift limit 2.5" in text
+
+
 def test_info_command_rejects_bad_size() -> None:
     result = CliRunner().invoke(app, ["info", "--size", "100"])
     assert result.exit_code == 2  # a usage error

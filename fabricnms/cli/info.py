@@ -1,9 +1,12 @@
-"""``fabricnms info``: the detector's size (parameters) and cost (FLOPs) at an input size."""
+"""``fabricnms info``: the detector's size (parameters) and cost (FLOPs) at an input size; with
+``--weights``, a checkpoint's own detector and what it carries (operating point, self-check,
+fabric statistics)."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -57,6 +60,14 @@ def info(
     strides: Annotated[
         str, typer.Option("--strides", help="FPN strides, e.g. 8,16,32.")
     ] = "8,16,32",
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="A checkpoint: its own detector (--classes, --model-width and --strides are "
+            "ignored) and what it carries: operating point, self-check, fabric statistics.",
+            dir_okay=False,
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Build the detector and report parameters per part and forward FLOPs at --size."""
@@ -70,7 +81,15 @@ def info(
     from fabricnms.model.detector import Detector
 
     torch.manual_seed(0)
-    model = Detector(classes, strides=level_strides, **model_width_kwargs(model_width))
+    carried: dict[str, Any] | None = None
+    if weights is not None:
+        from fabricnms.engine.checkpoint import load_detector
+
+        model, meta = load_detector(weights)
+        level_strides = tuple(model.config["strides"])
+        carried = _carried(meta)
+    else:
+        model = Detector(classes, strides=level_strides, **model_width_kwargs(model_width))
     stats = model.complexity(height, width_px)
     locations = sum((height // s) * (width_px // s) for s in level_strides)
     result = {
@@ -82,12 +101,15 @@ def info(
         "input_size": {"height": height, "width": width_px},
         "locations": locations,
     }
+    if carried is not None:
+        result["checkpoint"] = carried
     if json_out:
         print_json(result)
         return
     from rich.table import Table
 
-    table = Table(title=f"Detector at {width_px}x{height} (WxH), {classes} classes")
+    num_classes = model.config["num_classes"]
+    table = Table(title=f"Detector at {width_px}x{height} (WxH), {num_classes} classes")
     table.add_column("part")
     table.add_column("parameters", justify="right")
     for part, n in stats["params_by_part"].items():
@@ -98,3 +120,39 @@ def info(
         f"forward: {result['gflops']:.2f} GFLOPs (1 multiply-add = 2 FLOPs), "
         f"{locations:,} locations at strides {', '.join(map(str, level_strides))}"
     )
+    if carried is not None:
+        say = console.print
+        say(f"checkpoint: {carried['path']}", markup=False, soft_wrap=True)
+        say(carried["threshold"], markup=False, soft_wrap=True)
+        for message in carried["caveats"]:
+            say(f"Caveat: {message}", markup=False, soft_wrap=True)
+        fabric = carried["fabric_stats"]
+        say(
+            "fabric statistics: none (no shift warning)"
+            if fabric is None
+            else f"fabric statistics: {fabric['source']} ({fabric['windows']} tiles), shift "
+            f"limit {fabric['limit']:g}",
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def _carried(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint carries besides its weights: class names, the operating point with
+    the threshold line ``predict`` prints and its caveats, the fabric statistics' summary."""
+    from fabricnms.engine.operating_point import OP_KEY, resolve_operating_point
+    from fabricnms.engine.shift import STATS_KEY
+    from fabricnms.report.caveats import operating_point_caveats
+
+    choice = resolve_operating_point(None, meta)
+    stats = meta.get(STATS_KEY)
+    return {
+        "path": meta["path"],
+        "class_names": list(meta["class_names"]),
+        "operating_point": meta.get(OP_KEY),
+        "threshold": choice.line(),
+        "caveats": [c.message for c in operating_point_caveats(choice)],
+        "fabric_stats": None
+        if not isinstance(stats, dict)
+        else {k: stats[k] for k in ("source", "windows", "limit")},
+    }

@@ -102,8 +102,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "not loaded because unpickling can run code (fabricnms checkpoints hold only "
             "tensors and plain values)."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, LookupError, TypeError) as exc:
+        # (arbitrary bytes make torch's restricted unpickler fail in many ways: b"junk" KeyError)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        if isinstance(exc, (LookupError, TypeError)):  # their text alone can be a bare number
+            first = f"{type(exc).__name__}: {first}"
         raise FabricError(f"{path}: not a fabricnms checkpoint ({first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise FabricError(f"{path}: not a fabricnms checkpoint (no '{FORMAT}' header)")
