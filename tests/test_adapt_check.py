@@ -43,12 +43,12 @@ def test_counts_painted_defects_touched_at_the_point(monkeypatch) -> None:
     ]
     scanned: list[np.ndarray] = []
 
-    def fake_scan(model, images, settings, device):
+    def fake_detect(model, images, settings, device):
         for image, det in zip(images, answers, strict=False):
             scanned.append(image)
-            yield det, torch.zeros(1, 4)
+            yield det
 
-    monkeypatch.setattr(check, "scan", fake_scan)
+    monkeypatch.setattr(check, "detect_frames", fake_detect)
     point = OperatingPoint(conf=0.5, per_class={"stain": 0.7})
     recall, defects = check.painted_recall(None, NAMES, point, windows)
     assert defects == 3 and recall == pytest.approx(0.3333)

@@ -3,7 +3,8 @@
 The user has no labelled defects of the fabric, so the check uses generated ones: windows of
 the frames' *held-out* parts (never trained on) with defects painted in, as for training
 (:func:`fabricnms.engine.adapt_data.cut_windows`, its own seed). The check runs the predict
-path (:func:`fabricnms.engine.calibrate.scan`) at the calibrated operating point and counts the
+path (:func:`fabricnms.engine.tiling.detect_frames` with the calibration pass's settings,
+:func:`fabricnms.engine.calibrate.scan_settings`) at the calibrated operating point and counts the
 painted defects that a detection touches (box IoU at least
 :data:`~fabricnms.engine.false_alarms.TOUCH_IOU`, whatever its class, the false-alarm rule's
 criterion). It is one-sided: a low share means the model misses even the generator's defects
@@ -19,9 +20,10 @@ import torch
 from torch import nn
 
 from fabricnms.engine.adapt_data import Window
-from fabricnms.engine.calibrate import scan, scan_settings
+from fabricnms.engine.calibrate import scan_settings
 from fabricnms.engine.false_alarms import TOUCH_IOU
 from fabricnms.engine.operating_point import OperatingPoint
+from fabricnms.engine.tiling import detect_frames
 
 #: Windows cut for the check (the defective ones among them are scanned).
 CHECK_WINDOWS = 64
@@ -42,10 +44,9 @@ def painted_recall(
 
     painted = [w for w in windows if len(w.boxes)]
     found = defects = 0
-    for win, (det, _) in zip(
-        painted, scan(model, (w.image for w in painted), scan_settings(), device), strict=True
-    ):
-        det = point.select(det, class_names)
+    detected = detect_frames(model, (w.image for w in painted), scan_settings(), device)
+    for win, det in zip(painted, detected, strict=True):
+        det = point.select(det.to("cpu"), class_names)
         defects += len(win.boxes)
         if len(det):
             touch = pairwise_iou(torch.from_numpy(win.boxes), det.boxes.float()) >= TOUCH_IOU
